@@ -1,0 +1,468 @@
+"""
+AdaPonderLM in one file: a pondering language model with token-wise adaptive depth.
+
+The whole transformer runs up to K+1 passes per token. After each pass the model's own prediction is fed
+back as a probability-weighted embedding; a small per-pass MLP gate scales that update and, once it falls
+below a threshold, the token halts for good. Halted tokens are not recomputed: later passes see the
+keys/values from the last pass they ran. Training and decoding share one function, `ponder`, so the
+parallel training forward and the step-by-step cached decoder compute the same thing.
+
+References:
+1) AdaPonderLM: Gated Pondering Language Models with Token-Wise Adaptive Depth (arXiv 2603.01914)
+2) PonderLM: Pretraining Language Models to Ponder in Continuous Space (arXiv 2505.20674)
+3) the GPT-NeoX / Pythia blocks (EleutherAI), and karpathy/nanoGPT for the shape of this file
+See METHOD.md of the project for the decisions taken where the paper is silent.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# -----------------------------------------------------------------------------
+# The backbone: GPT-NeoX (Pythia) blocks
+
+
+def rotary_tables(head_dim, rotary_pct, max_len, base=10000):
+    """cos/sin tables for rotary position embedding on the first rotary_pct of each head's dims."""
+    rot = int(head_dim * rotary_pct)
+    inv_freq = 1.0 / base ** (torch.arange(0, rot, 2).float() / rot)
+    angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (L, rot/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (L, rot): GPT-NeoX rotates the two halves
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x, cos, sin):
+    """x: (..., nh, hs); cos, sin: (..., 1, rot) already indexed by each row's position."""
+    rot = cos.shape[-1]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    x1, x2 = x_rot.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Works on any leading shape: (B, T, C) in training, (N, C) active rows when decoding.
+    Where the keys/values come from - and so the KV reuse of halted tokens - is the `kv` object's job."""
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.n_embd // config.n_head, layer_idx
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused, per-head [q k v]
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, kv):
+        lead = x.shape[:-1]  # (B, T) or (N,)
+        qkv = self.qkv(x).view(*lead, self.n_head, 3 * self.head_dim)  # GPT-NeoX layout: heads outermost
+        q, k, v = qkv.split(self.head_dim, dim=-1)  # each (..., nh, hs)
+        cos, sin = kv.rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = kv.attend(self.layer_idx, q, k, v)  # (..., nh, hs)
+        return self.resid_dropout(self.proj(y.reshape(*lead, -1)))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+        self.parallel_residual = config.parallel_residual
+
+    def forward(self, x, kv):
+        if self.parallel_residual:  # GPT-NeoX: attention and MLP both read the block's input
+            return x + self.attn(self.ln_1(x), kv) + self.mlp(self.ln_2(x))
+        x = x + self.attn(self.ln_1(x), kv)
+        return x + self.mlp(self.ln_2(x))
+
+
+# -----------------------------------------------------------------------------
+# Where keys/values come from: the only place training and decoding differ
+
+
+class DenseKV:
+    """Training: every token runs every pass (static shapes, compile-friendly). KV alignment: in every
+    layer a halted token's key/value is replaced by the one from the previous pass, so attention sees
+    exactly what the cached decoder sees."""
+
+    def __init__(self, rotary, T, dropout):
+        cos, sin = rotary
+        self.rotary_full = cos[:T, None], sin[:T, None]  # (T, 1, rot): broadcasts over (B, T, nh, rot)
+        self.prev, self.dropout = {}, dropout
+        self.rows = None  # every row runs
+
+    def begin_pass(self, i, active):
+        self.active = active[:, :, None, None]  # (B, T, 1, 1) = m_i
+        self.rotary = self.rotary_full
+        return True
+
+    def attend(self, layer, q, k, v):  # q, k, v: (B, T, nh, hs)
+        if layer in self.prev:  # pass > 0: halted tokens keep their last pass's key/value
+            k_prev, v_prev = self.prev[layer]
+            k, v = torch.where(self.active, k, k_prev), torch.where(self.active, v, v_prev)
+        self.prev[layer] = (k, v)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout)
+        return y.transpose(1, 2)  # (B, T, nh, hs)
+
+
+class KVCache:
+    """Decoding: one KV cache per pass. Each pass computes only the tokens still active (their rows are
+    gathered); a halted token's entry in this pass's cache is copied from the previous pass."""
+
+    def __init__(self, config, rotary, batch_size, max_len, device, dtype):
+        n_pass, hs = config.n_ponder + 1, config.n_embd // config.n_head
+        shape = (n_pass, config.n_layer, batch_size, config.n_head, max_len, hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.cos, self.sin = rotary
+        self.batch_size, self.max_len, self.length = batch_size, max_len, 0  # length: tokens cached so far
+
+    def begin_chunk(self, T):
+        if self.length + T > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens, {self.length + T} needed; "
+                             "make a larger cache with model.new_cache(batch_size, max_len)")
+        self.chunk = torch.arange(self.length, self.length + T, device=self.k.device)  # positions
+        causal = torch.ones(T, self.length + T, dtype=torch.bool, device=self.k.device).tril(self.length)
+        self.mask = causal  # (T, L): chunk token j sees cache positions <= length + j
+
+    def begin_pass(self, i, active):  # active: (B, T) = m_i for this chunk's tokens
+        self.i = i
+        if i > 0:  # KV reuse: halted tokens carry their last key/value into this pass's cache
+            hb, ht = (~active).nonzero(as_tuple=True)
+            ht = self.chunk[ht]
+            self.k[i][:, hb, :, ht] = self.k[i - 1][:, hb, :, ht]
+            self.v[i][:, hb, :, ht] = self.v[i - 1][:, hb, :, ht]
+        self.rows = active.nonzero(as_tuple=True)  # (b, t) of the tokens that run this pass
+        pos = self.chunk[self.rows[1]]
+        self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
+        return len(pos) > 0  # False: every token has halted, nothing to compute
+
+    def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per active token
+        b, t = self.rows
+        pos, end = self.chunk[t], self.length + self.mask.shape[0]
+        ck, cv = self.k[self.i, layer], self.v[self.i, layer]  # (B, nh, max_len, hs)
+        ck[b, :, pos], cv[b, :, pos] = k.to(ck.dtype), v.to(cv.dtype)
+        # attention runs on the (B, T) grid of the chunk: halted tokens' queries are zeros and their
+        # outputs are dropped - small next to the projections and MLP, and it keeps one dense SDPA call
+        q_grid = q.new_zeros(self.batch_size, self.mask.shape[0], *q.shape[1:])  # (B, T, nh, hs)
+        q_grid[b, t] = q
+        y = F.scaled_dot_product_attention(q_grid.transpose(1, 2), ck[:, :, :end].to(q.dtype),
+                                           cv[:, :, :end].to(q.dtype), attn_mask=self.mask)
+        return y.transpose(1, 2)[b, t]  # (N, nh, hs)
+
+
+def take(x, rows):
+    """The rows of x (B, T, ...) that run this pass: all of them in training (rows is None)."""
+    return x if rows is None else x[rows]
+
+
+def put(x, rows, values, active):
+    """Write a pass's per-row results back into (B, T, ...) x, for active tokens only."""
+    if rows is None:
+        return torch.where(active.view(*active.shape, *[1] * (x.dim() - 2)), values, x)
+    return x.index_put(rows, values)
+
+
+# -----------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class AdaPonderConfig:
+    vocab_size: int = 50304  # GPT-2 BPE (50257) padded up to a multiple of 64, as in Pythia
+    block_size: int = 1024  # longest context
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 512
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm, as in Pythia
+    layer_norm_eps: float = 1e-5
+    rotary_pct: float = 0.25  # fraction of each head's dims that get rotary position
+    rotary_base: int = 10000
+    parallel_residual: bool = True  # x + attn(ln1(x)) + mlp(ln2(x)) (GPT-NeoX) instead of sequential
+    n_ponder: int = 3  # K: extra passes per token (K+1 passes in all); 0 is a plain language model
+    halting: str = 'learned'  # 'learned' (AdaPonderLM) | 'none' (PonderLM: all K+1 passes) | 'fixed' (random depth)
+    halt_threshold: float = 1e-4  # tau: a token halts once its gate value s < tau
+    ponder_lambda: float = 0.1  # weight of the bottom-k gate loss
+    ponder_k: float = 0.1  # fraction of active gate values the gate loss pushes down (train.py schedules it)
+    embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (official PonderLM: sqrt(d))
+    gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts as plain PonderLM
+    fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform' or 'geometric' distribution of depths
+    fixed_mean_depth: float = 2.5  # halting='fixed': mean passes per token, in [1, K+1]
+
+
+PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
+    'pythia-14m': dict(n_layer=6, n_head=4, n_embd=128, block_size=2048),
+    'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
+    'pythia-160m': dict(n_layer=12, n_head=12, n_embd=768, block_size=2048),
+    'pythia-410m': dict(n_layer=24, n_head=16, n_embd=1024, block_size=2048),
+    'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests and CPU demos
+}
+
+
+def preset(name, **overrides):
+    """AdaPonderConfig for a named shape, e.g. preset('pythia-70m', n_ponder=3)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return AdaPonderConfig(**{**PRESETS[name], **overrides})
+
+
+@dataclass
+class PonderOutput:
+    logits: torch.Tensor  # (B, T, V), each token scored on the last pass it ran
+    depth: torch.Tensor  # (B, T) passes each token ran, 1..K+1
+    loss: Optional[torch.Tensor] = None  # ce + ponder_lambda * gate_loss
+    ce: Optional[torch.Tensor] = None
+    gate_loss: Optional[torch.Tensor] = None
+
+
+class AdaPonderLM(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_in, also read by the pondering embedding
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied, as in Pythia
+        self.gates = nn.ModuleList([  # one gate per pondering step i = 0..K-1: a shared gate collapses
+            nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(), nn.Linear(4 * config.n_embd, 1))
+            for _ in range(config.n_ponder)]) if config.halting == 'learned' else None
+        hs = config.n_embd // config.n_head
+        cos, sin = rotary_tables(hs, config.rotary_pct, config.block_size, config.rotary_base)
+        self.register_buffer('rope_cos', cos, persistent=False)
+        self.register_buffer('rope_sin', sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith('proj.weight') and name.startswith('blocks'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        for gate in self.gates or []:
+            torch.nn.init.constant_(gate[-1].bias, config.gate_bias_init)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+
+    def get_num_params(self, non_embedding=True):
+        """Parameters; non_embedding leaves out W_in and the LM head (their cost is counted apart)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wte.weight.numel() - self.lm_head.weight.numel() if non_embedding else n
+
+    # ---- the recurrence: one function for training and decoding ----
+
+    def ponder(self, idx, kv):
+        """Run the AdaPonderLM recurrence over idx (B, T) (METHOD.md section 2). Returns the final
+        hidden state (B, T, C) of each token's last pass, depth (B, T), and the per-pass gate values
+        with the mask of tokens still active when each was computed (for the gate loss)."""
+        cfg = self.config
+        E = self.drop(self.wte(idx) * cfg.embed_scale)  # E_0: (B, T, C)
+        active = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)  # m_0 = 1
+        depth = torch.zeros(idx.shape, dtype=torch.long, device=idx.device)
+        h_out = torch.zeros_like(E)  # each token's state after the last pass it ran
+        s = torch.ones(idx.shape, device=idx.device)  # gate values of the previous pass
+        gates, gates_live = [], []
+        fixed_depth = self.sample_fixed_depth(idx.shape, idx.device) if cfg.halting == 'fixed' else None
+        for i in range(cfg.n_ponder + 1):
+            if not kv.begin_pass(i, active):  # decoding: every token halted, skip the pass
+                continue
+            x = take(E, kv.rows)  # (B, T, C) in training, (N, C) active rows when decoding
+            if i > 0:  # E_i = E_{i-1} + m_i * s_{i-1} * e_{i-1}: feed back the previous pass's prediction
+                x = x + take(s, kv.rows).unsqueeze(-1) * self.pondering_embedding(take(h_out, kv.rows))
+                E = put(E, kv.rows, x, active)
+            for block in self.blocks:
+                x = block(x, kv)
+            h = self.ln_f(x)
+            h_out = put(h_out, kv.rows, h, active)  # halted tokens keep the state of their last pass
+            depth = depth + active
+            if i == cfg.n_ponder:
+                break
+            s_rows, keep = self.halt(i, h, take(fixed_depth, kv.rows) if fixed_depth is not None else None)
+            gates.append(put(s, kv.rows, s_rows, active))
+            gates_live.append(active)
+            s = gates[-1]
+            active = put(active, kv.rows, keep, active)  # m_{i+1} = m_i * [s_i >= tau]: never resumes
+        return h_out, depth, (gates, gates_live)
+
+    def pondering_embedding(self, h):
+        """e = softmax(head(h)) @ W_in: the expected input embedding of the model's own prediction."""
+        p = F.softmax(self.lm_head(h).float(), dim=-1).to(h.dtype)  # (..., V)
+        return (p @ self.wte.weight.to(h.dtype)) * self.config.embed_scale  # (..., C)
+
+    def halt(self, i, h, fixed_depth):
+        """The halting rule, in one place. From the pass-i state of the rows that ran it, return the
+        gate value s_i (it scales the next update) and whether each row runs pass i+1."""
+        cfg = self.config
+        if cfg.halting == 'learned':
+            s = torch.sigmoid(self.gates[i](h).squeeze(-1)).float()  # (rows,) one scalar per token
+            return s, s >= cfg.halt_threshold  # the LM loss trains the gate through s, not through the mask
+        s = torch.ones(h.shape[:-1], device=h.device)
+        if cfg.halting == 'none':  # PonderLM: every token runs every pass
+            return s, s.bool()
+        if cfg.halting == 'fixed':  # iso-FLOPs baseline: depth drawn at random, no gates
+            return s, fixed_depth > i + 1
+        raise ValueError(f"unknown halting {cfg.halting!r}; use 'learned', 'none' or 'fixed'")
+
+    def sample_fixed_depth(self, shape, device):
+        """Depths in 1..K+1 with mean fixed_mean_depth: 'uniform' spreads a continuous uniform as wide as
+        the range allows and rounds it at random (mean preserved); 'geometric' continues each pass
+        with one probability c, chosen by bisection to give the mean."""
+        cfg, n = self.config, self.config.n_ponder + 1
+        m = min(max(cfg.fixed_mean_depth, 1.0), float(n))
+        if cfg.fixed_depth_dist == 'uniform':
+            w = min(m - 1, n - m)
+            x = m - w + 2 * w * torch.rand(shape, device=device)
+            return (x.floor() + (torch.rand(shape, device=device) < x.frac())).long().clamp(1, n)
+        if cfg.fixed_depth_dist == 'geometric':
+            lo, hi = 0.0, 1.0
+            for _ in range(50):  # mean depth sum_{j<n} c^j grows with c
+                c = (lo + hi) / 2
+                lo, hi = (c, hi) if sum(c ** j for j in range(n)) < m else (lo, c)
+            depth = torch.ones(shape, dtype=torch.long, device=device)
+            going = torch.ones(shape, dtype=torch.bool, device=device)
+            for _ in range(n - 1):
+                going = going & (torch.rand(shape, device=device) < c)
+                depth += going
+            return depth
+        raise ValueError(f"unknown fixed_depth_dist {cfg.fixed_depth_dist!r}; use 'uniform' or 'geometric'")
+
+    # ---- training forward ----
+
+    def forward(self, idx, targets=None, ponder_k=None):
+        """idx, targets: (B, T). ponder_k: this step's bottom-k fraction (default config.ponder_k)."""
+        T = idx.shape[1]
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        kv = DenseKV((self.rope_cos, self.rope_sin), T, self.config.dropout if self.training else 0.0)
+        h, depth, (gates, live) = self.ponder(idx, kv)
+        logits = self.lm_head(h)  # (B, T, V)
+        if targets is None:
+            return PonderOutput(logits, depth)
+        ce = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+        k = self.config.ponder_k if ponder_k is None else ponder_k
+        use_gates = self.config.halting == 'learned' and gates and k > 0  # k = 0: CE only (stage 1)
+        gate_loss = self.gate_loss(gates, live, k) if use_gates else ce.new_zeros(())
+        return PonderOutput(logits, depth, ce + self.config.ponder_lambda * gate_loss, ce, gate_loss)
+
+    @staticmethod
+    def gate_loss(gates, live, k):
+        """Mean of the smallest ceil(k * N) gate values among the N entries (batch x token x step) whose
+        token was still active: pushes the least useful passes toward halting. Static shapes, so it
+        compiles: halted entries are sorted to the end instead of being removed."""
+        s, live = torch.stack(gates).flatten(), torch.stack(live).flatten()
+        n_keep = torch.ceil(k * live.sum()).clamp(min=1)
+        smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1, so 2.0 sorts last
+        in_bottom_k = torch.arange(len(s), device=s.device) < n_keep
+        return (smallest * in_bottom_k).sum() / n_keep
+
+    # ---- cached decoding ----
+
+    def new_cache(self, batch_size, max_len, dtype=None):
+        """A KV cache for step(): one per pass, each with every layer."""
+        device = self.wte.weight.device
+        if dtype is None:
+            dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) \
+                else self.wte.weight.dtype
+        max_len = min(max_len, self.config.block_size)
+        return KVCache(self.config, (self.rope_cos, self.rope_sin), batch_size, max_len, device, dtype)
+
+    @torch.no_grad()
+    def step(self, idx, cache):
+        """Process the next tokens idx (B, T) - a prompt or one new token - through the cache.
+        Same outputs as forward() over the whole sequence, for these T positions."""
+        cache.begin_chunk(idx.shape[1])
+        h, depth, _ = self.ponder(idx, cache)
+        cache.length += idx.shape[1]
+        return PonderOutput(self.lm_head(h), depth)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Continue idx (B, T) by max_new_tokens. temperature=0 is greedy. Returns (idx with the new
+        tokens appended, depth (B, max_new_tokens)): how many passes chose each new token."""
+        B, L = idx.shape[0], self.config.block_size
+        cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
+        out = self.step(idx[:, -cache.max_len:], cache)
+        depths = []
+        for j in range(max_new_tokens):
+            depths.append(out.depth[:, -1])
+            next_idx = sample_next(out.logits[:, -1], temperature, top_k)  # (B, 1)
+            idx = torch.cat((idx, next_idx), dim=1)
+            if j + 1 == max_new_tokens:
+                break
+            if cache.length == cache.max_len:  # context full: restart from its last half (rotary is relative)
+                cache = self.new_cache(B, L)
+                out = self.step(idx[:, -(L // 2):], cache)
+            else:
+                out = self.step(next_idx, cache)
+        return idx, torch.stack(depths, dim=1)
+
+    # ---- cost accounting and training utilities ----
+
+    def flops_per_token(self, depth_hist, context=None):
+        """Forward FLOPs per token for a histogram of depths (depth_hist[d-1] = tokens that ran d passes),
+        split by where they go, plus the ratio to the same model at full depth and to one plain pass.
+        context: mean number of keys a query attends to (default block_size, as nanoGPT counts)."""
+        cfg = self.config
+        n_pass, C, V = cfg.n_ponder + 1, cfg.n_embd, cfg.vocab_size
+        context = cfg.block_size if context is None else context
+        block_params = sum(p.numel() for p in self.blocks.parameters())
+        per_pass = dict(blocks=2 * block_params, attention=4 * cfg.n_layer * C * context)
+        gate = 2 * sum(p.numel() for p in self.gates[0].parameters()) if self.gates else 0
+        head = 2 * C * V  # the LM head; the pondering embedding p @ W_in costs the same again
+
+        def cost(d):  # d passes: d backbone passes, d-1 feedbacks (head + embedding), one final head
+            gates = gate * min(d, cfg.n_ponder) if cfg.halting == 'learned' else 0
+            return dict(blocks=d * per_pass['blocks'], attention=d * per_pass['attention'],
+                        vocab=(d - 1) * 2 * head + head, gates=gates)
+
+        hist = torch.as_tensor(depth_hist, dtype=torch.float64)
+        assert len(hist) == n_pass, f"depth_hist needs {n_pass} bins (depths 1..{n_pass})"
+        w = hist / hist.sum()
+        out = {key: sum(w[d - 1].item() * cost(d)[key] for d in range(1, n_pass + 1)) for key in cost(1)}
+        out['total'] = sum(out.values())
+        out['vs_full_depth'] = out['total'] / sum(cost(n_pass).values())
+        out['vs_one_pass'] = out['total'] / (per_pass['blocks'] + per_pass['attention'] + head)
+        out['mean_depth'] = sum(w[d - 1].item() * d for d in range(1, n_pass + 1))
+        return out
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW with weight decay on matrices (and embeddings) only, not on biases and LayerNorms."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay),
+                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+        fused = device_type == 'cuda'  # the fused kernel is faster where it exists
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+
+def sample_next(logits, temperature, top_k):
+    """Next token (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], -float('inf'))
+    return torch.multinomial(F.softmax(logits.float(), dim=-1), num_samples=1)

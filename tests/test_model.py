@@ -1,0 +1,265 @@
+"""The model's promises: training forward == cached decoding, real skipped work, the halting rule."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adaponder import AdaPonderConfig, AdaPonderLM, DenseKV, KVCache, preset
+
+V, T = 64, 24
+
+
+def make_model(halting='learned', n_ponder=3, seed=0, **overrides):
+    """A tiny float32 model. With 'learned', the gates get wide random weights and tau = 0.5 so that
+    on random weights tokens halt after every pass: depths 1..K+1 all occur."""
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=V, n_ponder=n_ponder, halting=halting, halt_threshold=0.5, gate_bias_init=0.0)
+    cfg = preset('tiny', **{**settings, **overrides})
+    model = AdaPonderLM(cfg).eval()
+    for gate in model.gates or []:
+        for p in gate.parameters():
+            torch.nn.init.normal_(p, std=1.0)
+    return model
+
+
+def tokens(B=2, n=T, seed=1):
+    return torch.randint(0, V, (B, n), generator=torch.Generator().manual_seed(seed))
+
+
+def decode_in_chunks(model, idx, sizes):
+    cache = model.new_cache(idx.shape[0], idx.shape[1])
+    outs, t = [], 0
+    for n in sizes:
+        outs.append(model.step(idx[:, t:t + n], cache))
+        t += n
+    assert t == idx.shape[1]
+    return torch.cat([o.logits for o in outs], 1), torch.cat([o.depth for o in outs], 1)
+
+
+def test_depths_really_vary():  # the fixture every consistency test below relies on
+    depth = make_model()(tokens()).depth
+    assert set(depth.unique().tolist()) == {1, 2, 3, 4}
+
+
+CHUNKINGS = [[T], [1] * T, [5, 1, 7, 2, 1, 8], [1, 23]]
+
+
+@pytest.mark.parametrize('halting,sizes', [('learned', s) for s in CHUNKINGS] + [('none', s) for s in CHUNKINGS]
+                         + [('fixed', [T])])  # 'fixed' draws depths per call: same draws only unchunked
+def test_cached_decoding_equals_training_forward(halting, sizes):
+    model, idx = make_model(halting), tokens()
+    torch.manual_seed(5)
+    ref = model(idx)
+    torch.manual_seed(5)
+    logits, depth = decode_in_chunks(model, idx, sizes)
+    assert torch.equal(depth, ref.depth)
+    torch.testing.assert_close(logits, ref.logits, atol=1e-5, rtol=0)
+
+
+def test_batched_decoding_equals_decoding_alone():
+    model, idx = make_model(), tokens(B=3, seed=7)
+    sizes = [6, 1, 1, 9, 1, 6]
+    logits, depth = decode_in_chunks(model, idx, sizes)
+    assert not torch.equal(depth[0], depth[1])  # the rows really halt differently
+    for b in range(3):
+        lb, db = decode_in_chunks(model, idx[b:b + 1], sizes)
+        assert torch.equal(db, depth[b:b + 1])
+        torch.testing.assert_close(lb, logits[b:b + 1], atol=1e-5, rtol=0)
+    batched, bdepth = model.generate(idx[:, :5], 12, temperature=0)
+    for b in range(3):
+        alone, adepth = model.generate(idx[b:b + 1, :5], 12, temperature=0)
+        assert torch.equal(alone, batched[b:b + 1]) and torch.equal(adepth, bdepth[b:b + 1])
+
+
+# ---- an independent, straightforward PonderLM written from the equations ----
+
+def reference_lm(model, E):
+    """One full causal GPT-NeoX pass over E (B, T, C), with the model's weights, written out by hand."""
+    cfg = model.config
+    B, n, C = E.shape
+    nh, hs = cfg.n_head, C // cfg.n_head
+    rot = int(hs * cfg.rotary_pct)
+    inv_freq = 1.0 / (cfg.rotary_base ** (torch.arange(0, rot, 2).float() / rot))
+    ang = torch.arange(n).float()[:, None] * inv_freq[None]  # (T, rot/2)
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+
+    def rope(x):  # (B, nh, T, hs)
+        xr, xp = x[..., :rot], x[..., rot:]
+        half = rot // 2
+        rotated = torch.cat([-xr[..., half:], xr[..., :half]], -1)
+        return torch.cat([xr * cos + rotated * sin, xp], -1)
+
+    x = E
+    for blk in model.blocks:
+        a = F.layer_norm(x, (C,), blk.ln_1.weight, blk.ln_1.bias, cfg.layer_norm_eps)
+        qkv = (a @ blk.attn.qkv.weight.T + blk.attn.qkv.bias).view(B, n, nh, 3, hs)
+        q, k, v = [qkv[:, :, :, j].transpose(1, 2) for j in range(3)]  # (B, nh, T, hs)
+        q, k = rope(q), rope(k)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
+        att = att.masked_fill(torch.ones(n, n).triu(1).bool(), float('-inf')).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, n, C) @ blk.attn.proj.weight.T + blk.attn.proj.bias
+        m = F.layer_norm(x, (C,), blk.ln_2.weight, blk.ln_2.bias, cfg.layer_norm_eps)
+        m = F.gelu(m @ blk.mlp.fc.weight.T + blk.mlp.fc.bias) @ blk.mlp.proj.weight.T + blk.mlp.proj.bias
+        x = x + y + m  # parallel residual
+    return F.layer_norm(x, (C,), model.ln_f.weight, model.ln_f.bias, cfg.layer_norm_eps) @ model.lm_head.weight.T
+
+
+@pytest.mark.parametrize('embed_scale', [1.0, 3.0])
+def test_ponderlm_equals_reference(embed_scale):
+    model, idx = make_model('none', embed_scale=embed_scale), tokens()
+    W_in = model.wte.weight
+    E = W_in[idx] * embed_scale
+    for _ in range(model.config.n_ponder):
+        E = E + (reference_lm(model, E).softmax(-1) @ W_in) * embed_scale
+    out = model(idx)
+    torch.testing.assert_close(out.logits, reference_lm(model, E), atol=1e-5, rtol=0)
+    assert (out.depth == 4).all()
+
+
+def test_no_pondering_is_a_plain_transformer():
+    model, idx = make_model('learned', n_ponder=0), tokens()
+    out = model(idx)
+    torch.testing.assert_close(out.logits, reference_lm(model, model.wte.weight[idx]), atol=1e-5, rtol=0)
+    assert (out.depth == 1).all() and len(model.gates) == 0
+
+
+# ---- monotone halting and KV reuse ----
+
+class RecordingKV(DenseKV):
+    """DenseKV that records each pass's mask and the keys/values attention actually used."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.masks, self.keys = [], []
+
+    def begin_pass(self, i, active):
+        self.masks.append(active.clone())
+        self.keys.append({})
+        return super().begin_pass(i, active)
+
+    def attend(self, layer, q, k, v):
+        y = super().attend(layer, q, k, v)
+        self.keys[-1][layer] = torch.cat(self.prev[layer], -1)  # (B, T, nh, 2 hs) after KV alignment
+        return y
+
+
+def test_halting_is_monotone_and_halted_keys_freeze():
+    model, idx = make_model(), tokens()
+    kv = RecordingKV((model.rope_cos, model.rope_sin), T, 0.0)
+    with torch.no_grad():
+        _, depth, _ = model.ponder(idx, kv)
+    masks = torch.stack(kv.masks)  # (K+1, B, T)
+    assert (masks[1:] <= masks[:-1]).all()  # m_{i+1} <= m_i: a halted token never resumes
+    assert torch.equal(masks.sum(0), depth)  # depth = number of passes run
+    for layer in range(model.config.n_layer):
+        keys = torch.stack([p[layer] for p in kv.keys])  # (K+1, B, T, nh, 2 hs)
+        for i in range(1, len(keys)):
+            frozen = ~masks[i]
+            assert torch.equal(keys[i][frozen], keys[i - 1][frozen])  # halted: reused, bit for bit
+            assert (keys[i][masks[i]] != keys[i - 1][masks[i]]).any()  # active: really recomputed
+
+
+def test_cache_of_later_passes_holds_last_computed_keys():
+    model, idx = make_model(), tokens()
+    cache = model.new_cache(2, T)
+    depth = model.step(idx, cache).depth
+    for b in range(2):
+        for t in range(T):
+            last = depth[b, t] - 1
+            for i in range(last + 1, model.config.n_ponder + 1):
+                assert torch.equal(cache.k[i][:, b, :, t], cache.k[last][:, b, :, t])
+                assert torch.equal(cache.v[i][:, b, :, t], cache.v[last][:, b, :, t])
+
+
+# ---- the loss trains the gates ----
+
+def test_gradients_reach_every_gate_and_bottom_k_moves_them():
+    torch.manual_seed(0)  # the default init: s ~ 0.95, nobody halts, every gate sees every token
+    model, idx = AdaPonderLM(preset('tiny', vocab_size=V, n_ponder=3)), tokens()
+
+    def gate_grads(k, lam):
+        model.zero_grad()
+        model.config.ponder_lambda = lam
+        model(idx, tokens(seed=3), ponder_k=k).loss.backward()
+        return [p.grad.clone() for g in model.gates for p in g.parameters()]
+
+    for g in gate_grads(0.0, 0.1):  # CE alone already trains every gate, through s * e
+        assert g.abs().sum() > 0
+    ce_only, with_bottom_k = gate_grads(0.0, 1.0), gate_grads(0.5, 1.0)
+    assert all(not torch.allclose(a, b) for a, b in zip(ce_only, with_bottom_k))
+
+
+def test_gate_loss_is_mean_of_smallest_live_values():
+    s = [torch.tensor([[0.9, 0.1, 0.5, 0.7]]), torch.tensor([[0.05, 0.2, 0.6, 0.8]])]
+    live = [torch.ones(1, 4, dtype=torch.bool), torch.tensor([[False, True, True, True]])]
+    # live values: 0.9 0.1 0.5 0.7 | 0.2 0.6 0.8 (0.05 is halted, ignored); ceil(0.3 * 7) = 3
+    assert AdaPonderLM.gate_loss(s, live, 0.3).item() == pytest.approx((0.1 + 0.2 + 0.5) / 3)
+
+
+# ---- decoding really skips halted tokens ----
+
+def test_step_runs_only_active_rows():
+    model, idx = make_model(), tokens()
+    rows_seen = []
+    hook = model.blocks[0].register_forward_hook(lambda mod, args, out: rows_seen.append(args[0].shape[0]))
+    try:
+        cache = model.new_cache(2, T)
+        depth = torch.cat([model.step(idx[:, :10], cache).depth, model.step(idx[:, 10:], cache).depth], 1)
+    finally:
+        hook.remove()
+    n_pass = model.config.n_ponder + 1
+    expected = [int((depth[:, a:b] > i).sum()) for a, b in [(0, 10), (10, T)] for i in range(n_pass)]
+    assert rows_seen == [n for n in expected if n > 0]  # passes where every token halted never run
+    assert sum(rows_seen) == depth.sum() < 4 * depth.numel()
+
+
+# ---- the rest of the public surface ----
+
+@pytest.mark.parametrize('dist', ['uniform', 'geometric'])
+@pytest.mark.parametrize('mean', [1.5, 2.0, 3.2])
+def test_fixed_depth_has_configured_mean(dist, mean):
+    model = make_model('fixed', fixed_depth_dist=dist, fixed_mean_depth=mean)
+    torch.manual_seed(0)
+    depth = model.sample_fixed_depth((200_000,), 'cpu')
+    assert depth.min() >= 1 and depth.max() <= 4
+    assert depth.float().mean().item() == pytest.approx(mean, abs=0.02)
+
+
+def test_flops_accounting():
+    model = make_model()
+    full = model.flops_per_token([0, 0, 0, 1])
+    assert full['vs_full_depth'] == pytest.approx(1.0) and full['mean_depth'] == 4
+    one = model.flops_per_token([1, 0, 0, 0])
+    half = model.flops_per_token([1, 0, 0, 1])
+    assert one['total'] < half['total'] < full['total']
+    assert half['total'] == pytest.approx((one['total'] + full['total']) / 2)
+    assert one['vocab'] == 2 * model.config.n_embd * V  # one pass: the LM head only
+    plain = make_model(n_ponder=0).flops_per_token([1])
+    assert plain['vs_one_pass'] == pytest.approx(1.0) and plain['gates'] == 0
+
+
+@pytest.mark.parametrize('name', ['pythia-14m', 'pythia-70m', 'pythia-160m', 'pythia-410m'])
+def test_presets_have_pythia_sizes(name):
+    expected = {'pythia-14m': 1.2e6, 'pythia-70m': 18.9e6, 'pythia-160m': 85.1e6, 'pythia-410m': 302.3e6}
+    with torch.device('meta'):  # shapes only, no memory
+        model = AdaPonderLM(preset(name, n_ponder=0))
+    assert model.get_num_params() == pytest.approx(expected[name], rel=0.01)  # Pythia's non-embedding counts
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match='unknown preset'):
+        preset('gpt-5')
+    model = make_model()
+    with pytest.raises(ValueError, match='longer than block_size'):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    cache = model.new_cache(1, 8)
+    with pytest.raises(ValueError, match='KV cache holds 8'):
+        model.step(torch.zeros(1, 9, dtype=torch.long), cache)
+
+
+def test_generate_shapes_and_long_generation():
+    model, idx = make_model(), tokens(B=2, n=5)
+    out, depth = model.generate(idx, 100, temperature=1.0, top_k=5)  # 105 > block_size 64: cache restarts
+    assert out.shape == (2, 105) and depth.shape == (2, 100)
+    assert torch.equal(out[:, :5], idx) and depth.min() >= 1 and depth.max() <= 4
