@@ -15,7 +15,8 @@ See METHOD.md of the project for the decisions taken where the paper is silent.
 """
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
@@ -317,6 +318,8 @@ class AdaPonderLM(nn.Module):
         gate value s_i (it scales the next update) and whether each row runs pass i+1."""
         cfg = self.config
         if cfg.halting == 'learned':
+            if self.gates is None:
+                raise ValueError("halting='learned' needs gates: this model was built without them")
             s = torch.sigmoid(self.gates[i](h).squeeze(-1)).float()  # (rows,) one scalar per token
             return s, s >= cfg.halt_threshold  # the LM loss trains the gate through s, not through the mask
         s = torch.ones(h.shape[:-1], device=h.device)
@@ -455,6 +458,59 @@ class AdaPonderLM(nn.Module):
                   dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
         fused = device_type == 'cuda'  # the fused kernel is faster where it exists
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    def training_flops_per_token(self):
+        """Training runs every pass densely: forward + backward = 3x the full-depth forward."""
+        full = [0] * self.config.n_ponder + [1]
+        return 3 * self.flops_per_token(full)['total']
+
+
+PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
+    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
+    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
+}
+
+
+def device_peak_flops(device):
+    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, other GPUs)."""
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in PEAK_BF16_TFLOPS.items():  # longer, more specific names come first
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+def save_checkpoint(path, model, **extra):
+    """Save the plain weights (no torch.compile or DDP prefix) and config, atomically: a crash in the
+    middle of a save leaves the previous checkpoint whole."""
+    raw = getattr(model, '_orig_mod', model)  # torch.compile wraps the module
+    raw = getattr(raw, 'module', raw)  # so does DDP
+    tmp = f'{path}.tmp'
+    torch.save(dict(model=raw.state_dict(), model_args=asdict(raw.config), **extra), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device='cpu', **config_overrides):
+    """Load a checkpoint without running any code from it (weights_only). Returns (model, checkpoint)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; train one first (python train.py) or fix out_dir")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = AdaPonderLM(AdaPonderConfig(**ckpt['model_args']))
+        model.load_state_dict(ckpt['model'])
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: {e}); "
+                         "delete it and train again") from None
+    for key, value in config_overrides.items():  # inference-time knobs: halting, halt_threshold, n_ponder...
+        if not hasattr(model.config, key):
+            raise ValueError(f"unknown config field {key!r}")
+        setattr(model.config, key, value)
+    if model.config.n_ponder > ckpt['model_args']['n_ponder']:
+        raise ValueError(f"n_ponder can only be lowered at inference (a cap on passes); "
+                         f"this model was trained with {ckpt['model_args']['n_ponder']}")
+    return model.to(device), ckpt
 
 
 def sample_next(logits, temperature, top_k):
