@@ -22,6 +22,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 # -----------------------------------------------------------------------------
 # The backbone: GPT-NeoX (Pythia) blocks
@@ -458,6 +459,24 @@ class AdaPonderLM(nn.Module):
                   dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
         fused = device_type == 'cuda'  # the fused kernel is faster where it exists
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    @torch.no_grad()
+    def score(self, data, batch_size=16, max_tokens=None, progress=False):
+        """Per-token NLL and depth over a 1-D token array (e.g. a val split), in non-overlapping windows of
+        block_size. Returns (nll, depth, targets), 1-D and aligned: entry j scores the prediction of
+        targets[j] (so a per-target label, like the toy difficulty class, indexes them directly)."""
+        L, device = self.config.block_size, self.wte.weight.device
+        n_win = (min(len(data), max_tokens or len(data)) - 1) // L
+        windows = torch.as_tensor(data[:n_win * L + 1].astype('int64'))
+        nll, depth = [], []
+        for start in tqdm(range(0, n_win, batch_size), disable=not progress, desc='scoring'):
+            rows = range(start, min(start + batch_size, n_win))
+            x = torch.stack([windows[r * L:(r + 1) * L] for r in rows]).to(device)
+            y = torch.stack([windows[r * L + 1:(r + 1) * L + 1] for r in rows]).to(device)
+            out = self(x)
+            nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), reduction='none').cpu())
+            depth.append(out.depth.flatten().cpu())
+        return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1]
 
     def training_flops_per_token(self):
         """Training runs every pass densely: forward + backward = 3x the full-depth forward."""
