@@ -14,8 +14,11 @@ References:
 See METHOD.md of the project for the decisions taken where the paper is silent.
 """
 
+import importlib.util
+import json
 import math
 import os
+import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -483,6 +486,54 @@ class AdaPonderLM(nn.Module):
         full = [0] * self.config.n_ponder + [1]
         return 3 * self.flops_per_token(full)['total']
 
+    # ---- starting from a pretrained GPT-NeoX (Pythia) model ----
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **config_overrides):
+        """A Pythia model by name ('pythia-70m', downloaded once) or a GPT-NeoX checkpoint directory, as an
+        AdaPonderLM. The architecture comes from its config.json; the overrides set the pondering knobs (and
+        may lower block_size). The gates are new; with n_ponder=0 this computes the original model's logits."""
+        hf, weights, path = read_neox_checkpoint(name_or_path)
+        try:
+            arch = dict(vocab_size=hf['vocab_size'], block_size=hf['max_position_embeddings'], bias=True,
+                        n_layer=hf['num_hidden_layers'], n_head=hf['num_attention_heads'], n_embd=hf['hidden_size'],
+                        layer_norm_eps=hf.get('layer_norm_eps', 1e-5),
+                        parallel_residual=hf.get('use_parallel_residual', True),
+                        rotary_pct=hf.get('partial_rotary_factor', hf.get('rotary_pct', 0.25)),  # newer, older name
+                        rotary_base=hf.get('rope_theta', hf.get('rotary_emb_base', 10000)))
+        except KeyError as e:
+            raise ValueError(f"{path}/config.json lacks {e}; it is not a GPT-NeoX config") from None
+        pythia = dict(hidden_act='gelu', intermediate_size=4 * arch['n_embd'], tie_word_embeddings=False,
+                      attention_bias=True, rope_type='default', rope_scaling=None)  # what our blocks compute
+        if unlike := [f'{k}={hf[k]!r}' for k, v in pythia.items() if hf.get(k, v) != v]:
+            raise ValueError(f"{path} has {', '.join(unlike)}; only GPT-NeoX models built like Pythia import")
+        for key, value in config_overrides.items():
+            if not hasattr(AdaPonderConfig, key):
+                raise ValueError(f"unknown config field {key!r}")
+            if key in arch and value != arch[key] and not (key == 'block_size' and value <= arch[key]):
+                raise ValueError(f"{key}={value} conflicts with the checkpoint's {arch[key]}; the architecture "
+                                 "comes from config.json (block_size may only be lowered)")
+        model = cls(AdaPonderConfig(**{**arch, **config_overrides}))
+        renames = [('wte', 'gpt_neox.embed_in'), ('blocks', 'gpt_neox.layers'), ('lm_head', 'embed_out'),
+                   ('ln_f', 'gpt_neox.final_layer_norm'), ('ln_1', 'input_layernorm'),
+                   ('ln_2', 'post_attention_layernorm'), ('mlp.fc', 'mlp.dense_h_to_4h'),
+                   ('mlp.proj', 'mlp.dense_4h_to_h'), ('attn.proj', 'attention.dense'),
+                   ('attn.qkv', 'attention.query_key_value')]  # the same fused layout: heads outermost, then q k v
+        for name, p in model.state_dict().items():  # tensors that share storage with the parameters
+            if name.startswith('gates.'):  # new in AdaPonderLM: they keep their init
+                continue
+            theirs = name
+            for our_part, their_part in renames:
+                theirs = theirs.replace(our_part, their_part)
+            if theirs not in weights or weights[theirs].shape != p.shape:
+                found = tuple(weights[theirs].shape) if theirs in weights else 'nothing'
+                raise ValueError(f"{path}: {theirs} should have shape {tuple(p.shape)}, found {found}")
+            p.copy_(weights.pop(theirs))  # and cast: Pythia ships float16
+        # what may remain are buffers we rebuild (causal masks, rotary tables); anything else would be lost
+        if left := [k for k in weights if not k.endswith(('attention.bias', 'masked_bias', 'inv_freq'))]:
+            raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
+        return model
+
 
 PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
     'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
@@ -530,6 +581,47 @@ def load_checkpoint(path, device='cpu', **config_overrides):
         raise ValueError(f"n_ponder can only be lowered at inference (a cap on passes); "
                          f"this model was trained with {ckpt['model_args']['n_ponder']}")
     return model.to(device), ckpt
+
+
+def read_neox_checkpoint(name_or_path):
+    """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a Pythia model
+    from the model hub, downloaded once into ~/.cache/adaponder/<name> (or $ADAPONDER_CACHE/<name>)."""
+    path = str(name_or_path)  # a directory, 'pythia-70m' or 'EleutherAI/pythia-70m'
+    name = path.removeprefix('EleutherAI/')
+    has_safetensors = importlib.util.find_spec('safetensors') is not None
+    if not os.path.isdir(path):
+        known = [f'pythia-{size}' for size in ('14m', '70m', '160m', '410m', '1b', '1.4b', '2.8b')]
+        if name.removesuffix('-deduped') not in known:
+            raise ValueError(f"{path!r} is neither a directory nor a Pythia model; "
+                             f"pass a checkpoint directory or one of {', '.join(known)} (or -deduped)")
+        path = os.path.join(os.environ.get('ADAPONDER_CACHE', os.path.expanduser('~/.cache/adaponder')), name)
+        os.makedirs(path, exist_ok=True)
+        for file in ['config.json', 'model.safetensors' if has_safetensors else 'pytorch_model.bin']:
+            dest, url = os.path.join(path, file), f'https://huggingface.co/EleutherAI/{name}/resolve/main/{file}'
+            try:  # stream into .tmp, then rename: an interrupted download is never taken for a whole one
+                if not os.path.isfile(dest):
+                    with urllib.request.urlopen(url, timeout=30) as r, open(dest + '.tmp', 'wb') as f, tqdm(
+                            total=int(r.headers.get('Content-Length', 0)) or None, unit='B', unit_scale=True,
+                            desc=f'{name}/{file}') as bar:
+                        while chunk := r.read(1 << 20):
+                            bar.update(f.write(chunk))
+                    os.replace(dest + '.tmp', dest)
+            except OSError as e:  # offline, DNS, HTTP errors and timeouts are all OSErrors
+                raise ValueError(f"could not download {name} from the model hub ({e}); check your connection "
+                                 "or pass a local directory with config.json and pytorch_model.bin") from None
+    config, st, pt = (os.path.join(path, f) for f in ('config.json', 'model.safetensors', 'pytorch_model.bin'))
+    if not os.path.isfile(config) or not (os.path.isfile(st) or os.path.isfile(pt)):
+        raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin "
+                                "(as transformers' save_pretrained writes them)")
+    with open(config) as f:
+        hf = json.load(f)
+    hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
+    if os.path.isfile(st) and (has_safetensors or not os.path.isfile(pt)):
+        if not has_safetensors:
+            raise ValueError(f"reading {st} needs the safetensors package: pip install safetensors")
+        from safetensors.torch import load_file
+        return hf, load_file(st), path
+    return hf, torch.load(pt, map_location='cpu', weights_only=True), path
 
 
 def sample_next(logits, temperature, top_k):
