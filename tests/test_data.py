@@ -221,3 +221,85 @@ def test_pile_no_valid_documents_is_a_one_line_error(tmp_path, content):
     result = run("pile", "--input", tmp_path / "bad.jsonl", "--out_dir", tmp_path / "out")
     assert_one_line_error(result, "no valid documents")
     assert not list((tmp_path / "out").glob("*.bin")) and not list((tmp_path / "out").glob("*.tmp"))
+
+
+# pile, --encoding=neox: a tiny byte-level BPE made here stands in for Pythia's tokenizer.json (no network)
+
+def save_tiny_neox_tokenizer(path, with_eot=True):
+    """A byte-level BPE like GPT-NeoX's, trained on DOCS; "<|endoftext|>" is added last, so its id is not 0
+    (Pythia's) nor 50256 (GPT-2's): prepare.py must look it up."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, show_progress=False,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(DOCS, trainer)
+    if with_eot:
+        tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(path))
+    return tok
+
+
+def test_pile_neox_round_trip(tmp_path):
+    tok = save_tiny_neox_tokenizer(tmp_path / "tokenizer.json")
+    eot = tok.token_to_id("<|endoftext|>")
+    write_pile(tmp_path / "docs.jsonl", DOCS * 3)
+    result = run("pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "out", "--encoding=neox",
+                 "--tokenizer_json", tmp_path / "tokenizer.json")
+    assert result.returncode == 0, result.stderr
+    meta, train, val = read_pile(tmp_path / "out")
+    assert meta["encoding"] == "neox" and meta["eot_token"] == eot == tok.get_vocab_size() - 1 > 0
+    assert meta["n_vocab"] == tok.get_vocab_size() and meta["vocab_size"] % 64 == 0
+    assert meta["tokenizer_json"] == str(tmp_path / "tokenizer.json")
+    assert max(train + val) < meta["n_vocab"] and train[-1] == val[-1] == eot and len(val) > 0
+    docs = []  # a literal "<|endoftext|>" in a document must come back as text, not split it in two
+    for ids in (train, val):
+        ends = [i for i, t in enumerate(ids) if t == eot]
+        docs += [tok.decode(ids[s + 1:e]) for s, e in zip([-1] + ends[:-1], ends)]
+    assert sorted(docs) == sorted(DOCS * 3)
+
+
+def test_pile_neox_downloads_the_tokenizer_once(tmp_path, monkeypatch):
+    save_tiny_neox_tokenizer(tmp_path / "served.json")
+    pile = load("pile")
+    monkeypatch.setenv("ADAPONDER_CACHE", str(tmp_path / "cache"))
+    urls = []
+    def fake_urlopen(url, timeout):
+        urls.append(url)
+        return open(tmp_path / "served.json", "rb")
+    monkeypatch.setattr(pile.urllib.request, "urlopen", fake_urlopen)
+    for _ in range(2):
+        _, meta = pile.make_encoder("neox")
+        assert meta["tokenizer_json"] == str(tmp_path / "cache" / "pythia-70m" / "tokenizer.json")
+    assert urls == [pile.TOKENIZER_URL]
+    assert (tmp_path / "cache/pythia-70m/tokenizer.json").read_bytes() == (tmp_path / "served.json").read_bytes()
+    assert not list((tmp_path / "cache" / "pythia-70m").glob("*.tmp"))
+
+
+def test_pile_neox_offline_is_a_one_line_error(tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    pile = load("pile")
+    monkeypatch.setenv("ADAPONDER_CACHE", str(tmp_path))
+    def offline(url, timeout):
+        raise pile.urllib.error.URLError("no network")
+    monkeypatch.setattr(pile.urllib.request, "urlopen", offline)
+    with pytest.raises(SystemExit, match=r"^error: could not download .*no network.*--tokenizer_json") as e:
+        pile.make_encoder("neox")
+    assert "\n" not in str(e.value) and not (tmp_path / "pythia-70m" / "tokenizer.json").exists()
+
+
+def test_pile_neox_bad_tokenizer_is_a_one_line_error(tmp_path):
+    write_pile(tmp_path / "docs.jsonl", DOCS)
+    neox = lambda path: run("pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "out",
+                            "--encoding=neox", "--tokenizer_json", path)
+    assert_one_line_error(neox(tmp_path / "missing.json"), "missing.json does not exist", "--tokenizer_json")
+    save_tiny_neox_tokenizer(tmp_path / "no_eot.json", with_eot=False)
+    assert_one_line_error(neox(tmp_path / "no_eot.json"), "<|endoftext|>")
+    assert not (tmp_path / "out").exists()  # the tokenizer is checked before anything is written
+
+
+def test_pile_neox_without_tokenizers_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # makes `import tokenizers` raise ImportError
+    with pytest.raises(SystemExit, match="pip install tokenizers"):
+        load("pile").make_encoder("neox", "tokenizer.json")

@@ -1,9 +1,11 @@
 """
-A slice of the Pile (https://pile.eleuther.ai), tokenized with GPT-2's BPE (tiktoken "gpt2"), for training
-on real text. Reads Pile-format JSON lines ({"text": ..., "meta": ...}), plain .jsonl or zstandard-compressed
-.jsonl.zst, streamed from a URL (default: the first shard of the public uncopyrighted Pile; only the part we
-use is downloaded) or read from a local --input, and stops at --max_tokens.
-Writes train.bin and val.bin (uint16 token ids, every document followed by the end-of-text token) and meta.json.
+A slice of the Pile (https://pile.eleuther.ai), tokenized for training on real text: with GPT-2's BPE
+(tiktoken "gpt2", the default) or, for continued pretraining from Pythia, with Pythia's own GPT-NeoX-20B BPE
+(--encoding=neox, through Hugging Face's tokenizers package). Reads Pile-format JSON lines ({"text": ...,
+"meta": ...}), plain .jsonl or zstandard-compressed .jsonl.zst, streamed from a URL (default: the first shard
+of the public uncopyrighted Pile; only the part we use is downloaded) or read from a local --input, and stops
+at --max_tokens. Writes train.bin and val.bin (uint16 token ids, every document followed by the end-of-text
+token) and meta.json.
 """
 import argparse
 import io
@@ -12,14 +14,54 @@ import os
 import urllib.request
 
 import numpy as np
-import tiktoken
 from tqdm import tqdm
 
 URL = "https://huggingface.co/datasets/monology/pile-uncopyrighted/resolve/main/train/00.jsonl.zst"
+TOKENIZER_URL = "https://huggingface.co/EleutherAI/pythia-70m/resolve/main/tokenizer.json"  # all Pythias share it
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The model's vocab_size: GPT-2's 50257 tokens padded up to a multiple of 64, as nanoGPT does, because
-# matmuls with a round output dimension run faster; ids 50257..50303 never occur in the data.
-VOCAB_SIZE = 50304
+
+
+def pythia_tokenizer():
+    """Path of Pythia's tokenizer.json, downloaded once into the cache adaponder.read_neox_checkpoint uses."""
+    cache = os.path.join(os.environ.get("ADAPONDER_CACHE", os.path.expanduser("~/.cache/adaponder")), "pythia-70m")
+    path = os.path.join(cache, "tokenizer.json")
+    if not os.path.isfile(path):
+        try:  # into .tmp, then rename: an interrupted download is never taken for a whole one
+            os.makedirs(cache, exist_ok=True)
+            with urllib.request.urlopen(TOKENIZER_URL, timeout=60) as r, open(path + ".tmp", "wb") as f:
+                f.write(r.read())  # about 2 MB
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            raise SystemExit(f"error: could not download {TOKENIZER_URL} ({getattr(e, 'reason', e)}); "
+                             "check the connection or pass --tokenizer_json FILE")
+    return path
+
+
+def make_encoder(encoding, tokenizer_json=None):
+    """(encode: text -> token ids, meta: what meta.json records about the tokenizer) for 'gpt2' or 'neox'."""
+    if encoding == "gpt2":
+        import tiktoken
+        enc = tiktoken.get_encoding("gpt2")
+        # encode_ordinary: a literal "<|endoftext|>" in a document is text, not our separator
+        return enc.encode_ordinary, {"encoding": "gpt2", "n_vocab": enc.n_vocab, "eot_token": enc.eot_token}
+    try:
+        from tokenizers import Tokenizer  # imported only here: gpt2 needs no extra package
+    except ImportError:
+        raise SystemExit("error: --encoding=neox needs Hugging Face's tokenizers package; pip install tokenizers")
+    path = os.path.abspath(tokenizer_json or pythia_tokenizer())
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path} does not exist; pass --tokenizer_json with Pythia's tokenizer.json")
+    try:
+        tok = Tokenizer.from_file(path)
+    except Exception as e:  # the Rust library raises plain Exceptions for malformed files
+        raise SystemExit(f"error: could not read {path} ({e}); pass --tokenizer_json with Pythia's tokenizer.json")
+    eot, n_vocab = tok.token_to_id("<|endoftext|>"), tok.get_vocab_size()
+    if eot is None or n_vocab > 2**16:
+        raise SystemExit(f"error: {path} needs an <|endoftext|> token and at most 65536 tokens (ids are "
+                         "stored as uint16); pass Pythia's tokenizer.json")
+    tok.encode_special_tokens = True  # as encode_ordinary: a literal "<|endoftext|>" in a document is text
+    encode = lambda text: tok.encode(text, add_special_tokens=False).ids
+    return encode, {"encoding": "neox", "n_vocab": n_vocab, "eot_token": eot, "tokenizer_json": path}
 
 
 def open_lines(source):
@@ -58,9 +100,8 @@ def parse(line):
     return text if isinstance(text, str) else None
 
 
-def tokenize(source, files, max_tokens, val_fraction):
+def tokenize(source, files, encode, eot, max_tokens, val_fraction):
     """Stream documents from source into files["train"] / files["val"]; returns (tokens per split, docs, bad)."""
-    enc = tiktoken.get_encoding("gpt2")
     n_tokens, n_docs, n_bad = {"train": 0, "val": 0}, 0, 0
     # disable=None: a bar on a terminal, none in logs and pipes
     with open_lines(source) as lines, tqdm(total=max_tokens, unit="tok", unit_scale=True, disable=None) as bar:
@@ -72,8 +113,7 @@ def tokenize(source, files, max_tokens, val_fraction):
                 n_bad += 1
                 continue
             total = n_tokens["train"] + n_tokens["val"]
-            # encode_ordinary: a literal "<|endoftext|>" in a document is text, not our separator
-            ids = (enc.encode_ordinary(text) + [enc.eot_token])[: max_tokens - total]
+            ids = (encode(text) + [eot])[: max_tokens - total]
             # A document goes to val whenever val holds less than val_fraction of the tokens so far: val stays
             # near val_fraction all along, whole documents never straddle the split, and with two or more
             # documents both splits are non-empty (the first trains, the second validates).
@@ -87,13 +127,15 @@ def tokenize(source, files, max_tokens, val_fraction):
     return n_tokens, n_docs, n_bad
 
 
-def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005):
+def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005, encoding="gpt2", tokenizer_json=None):
+    encode, tokenizer_meta = make_encoder(encoding, tokenizer_json)  # first: a bad tokenizer leaves no files
     os.makedirs(out_dir, exist_ok=True)
     paths = {split: os.path.join(out_dir, f"{split}.bin") for split in ("train", "val")}
     # write to .tmp files and rename at the end, so an interrupted run never leaves a bin that looks complete
     files = {split: open(path + ".tmp", "wb") for split, path in paths.items()}
     try:
-        n_tokens, n_docs, n_bad = tokenize(source, files, max_tokens, val_fraction)
+        n_tokens, n_docs, n_bad = tokenize(source, files, encode, tokenizer_meta["eot_token"], max_tokens,
+                                           val_fraction)
         if n_docs == 0:
             raise SystemExit(f'error: no valid documents in {source} ({n_bad} bad lines); '
                              'pass JSON lines with a "text" string field')
@@ -111,8 +153,10 @@ def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005):
             if os.path.exists(path + ".tmp"):
                 os.remove(path + ".tmp")
 
-    enc = tiktoken.get_encoding("gpt2")
-    meta = {"vocab_size": VOCAB_SIZE, "encoding": "gpt2", "n_vocab": enc.n_vocab, "eot_token": enc.eot_token}
+    # The model's vocab_size: the tokenizer's vocabulary padded up to a multiple of 64 (50257 for GPT-2 and 50277
+    # for NeoX both give 50304, Pythia's own embedding size), as nanoGPT does, because matmuls with a round
+    # output dimension run faster; the padding ids never occur in the data.
+    meta = {"vocab_size": -(-tokenizer_meta["n_vocab"] // 64) * 64, **tokenizer_meta}
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print(f"{n_docs:,} documents: train {n_tokens['train']:,} tokens, val {n_tokens['val']:,} tokens")
@@ -121,17 +165,22 @@ def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="tokenize a slice of the Pile with GPT-2's BPE")
+    parser = argparse.ArgumentParser(description="tokenize a slice of the Pile with GPT-2's or Pythia's BPE")
     parser.add_argument("--input", default=URL, help="a .jsonl or .jsonl.zst, path or URL")
     parser.add_argument("--out_dir", default=HERE)
     parser.add_argument("--max_tokens", type=int, default=10_000_000)
     parser.add_argument("--val_fraction", type=float, default=0.005, help="share of tokens, in whole documents")
+    parser.add_argument("--encoding", choices=["gpt2", "neox"], default="gpt2",
+                        help="gpt2: GPT-2's BPE (tiktoken); neox: Pythia's GPT-NeoX BPE, to continue from Pythia")
+    parser.add_argument("--tokenizer_json", help="neox: a local tokenizer.json (default: download Pythia's once)")
     args = parser.parse_args(argv)
     if args.max_tokens < 2:
         raise SystemExit("error: --max_tokens must be at least 2 (one document each for train and val)")
     if not 0 < args.val_fraction < 1:
         raise SystemExit("error: --val_fraction must be between 0 and 1, e.g. 0.005")
-    prepare(args.out_dir, args.input, args.max_tokens, args.val_fraction)
+    if args.tokenizer_json and args.encoding != "neox":
+        raise SystemExit("error: --tokenizer_json is a NeoX tokenizer file; add --encoding=neox")
+    prepare(args.out_dir, args.input, args.max_tokens, args.val_fraction, args.encoding, args.tokenizer_json)
 
 
 if __name__ == "__main__":
