@@ -319,17 +319,21 @@ class AdaPonderLM(nn.Module):
 
     def halt(self, i, h, fixed_depth):
         """The halting rule, in one place. From the pass-i state of the rows that ran it, return the
-        gate value s_i (it scales the next update) and whether each row runs pass i+1."""
+        gate value s_i (it scales the next update) and whether each row runs pass i+1. A model with
+        gates always scales by them; `halting` only picks who stops, so one checkpoint can be run at
+        full depth ('none') or with random depths ('fixed') for comparison."""
         cfg = self.config
+        if self.gates is not None:
+            s = torch.sigmoid(self.gates[i](h).squeeze(-1)).float()  # (rows,) one scalar per token
+        else:  # a model trained without gates (PonderLM, fixed pruning) adds each update in full
+            s = torch.ones(h.shape[:-1], device=h.device)
         if cfg.halting == 'learned':
             if self.gates is None:
-                raise ValueError("halting='learned' needs gates: this model was built without them")
-            s = torch.sigmoid(self.gates[i](h).squeeze(-1)).float()  # (rows,) one scalar per token
+                raise ValueError("halting='learned' needs gates: this model was trained without them")
             return s, s >= cfg.halt_threshold  # the LM loss trains the gate through s, not through the mask
-        s = torch.ones(h.shape[:-1], device=h.device)
         if cfg.halting == 'none':  # PonderLM: every token runs every pass
-            return s, s.bool()
-        if cfg.halting == 'fixed':  # iso-FLOPs baseline: depth drawn at random, no gates
+            return s, torch.ones_like(s, dtype=torch.bool)
+        if cfg.halting == 'fixed':  # the iso-FLOPs baseline: depth drawn at random
             return s, fixed_depth > i + 1
         raise ValueError(f"unknown halting {cfg.halting!r}; use 'learned', 'none' or 'fixed'")
 
@@ -406,9 +410,10 @@ class AdaPonderLM(nn.Module):
         return PonderOutput(self.lm_head(h), depth)
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, on_token=None):
         """Continue idx (B, T) by max_new_tokens. temperature=0 is greedy. Returns (idx with the new
-        tokens appended, depth (B, max_new_tokens)): how many passes chose each new token."""
+        tokens appended, depth (B, max_new_tokens)): how many passes chose each new token.
+        on_token(tokens, depths), if given, sees each new token (B,) and its depth (B,) as it is chosen."""
         B, L = idx.shape[0], self.config.block_size
         cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
         out = self.step(idx[:, -cache.max_len:], cache)
@@ -417,6 +422,8 @@ class AdaPonderLM(nn.Module):
             depths.append(out.depth[:, -1])
             next_idx = sample_next(out.logits[:, -1], temperature, top_k)  # (B, 1)
             idx = torch.cat((idx, next_idx), dim=1)
+            if on_token is not None:
+                on_token(next_idx[:, 0], depths[-1])
             if j + 1 == max_new_tokens:
                 break
             if cache.length == cache.max_len:  # context full: restart from its last half (rotary is relative)
@@ -441,7 +448,7 @@ class AdaPonderLM(nn.Module):
         head = 2 * C * V  # the LM head; the pondering embedding p @ W_in costs the same again
 
         def cost(d):  # d passes: d backbone passes, d-1 feedbacks (head + embedding), one final head
-            gates = gate * min(d, cfg.n_ponder) if cfg.halting == 'learned' else 0
+            gates = gate * min(d, cfg.n_ponder)
             return dict(blocks=d * per_pass['blocks'], attention=d * per_pass['attention'],
                         vocab=(d - 1) * 2 * head + head, gates=gates)
 
@@ -571,7 +578,8 @@ def load_checkpoint(path, device='cpu', **config_overrides):
         model = AdaPonderLM(AdaPonderConfig(**ckpt['model_args']))
         model.load_state_dict(ckpt['model'])
     except Exception as e:
-        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: {e}); "
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: {first_line}); "
                          "delete it and train again") from None
     for key, value in config_overrides.items():  # inference-time knobs: halting, halt_threshold, n_ponder...
         if not hasattr(model.config, key):
