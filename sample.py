@@ -509,7 +509,7 @@ def iso_flops(model, data, opt, ctx, learned, full_flops, loss_key, ckpt):
         rows.append(iso_row(path, other.config.halting, ev, learned, full_flops, loss_key))
     print_table('iso', rows)
     print("(delta: loss minus this checkpoint's, paired over the same tokens, with its standard error; "
-          "fixed pruning draws each depth at random and adds every update at full scale, gates unused)")
+          "fixed pruning keeps this model's gate scales and draws each depth at random)")
 
 
 def load_split(opt, ckpt, path, block_size):
