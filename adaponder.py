@@ -153,11 +153,10 @@ class KVCache:
 
     def begin_pass(self, i, active):  # active: (B, T) = m_i for this chunk's tokens
         self.i = i
-        if i > 0:  # KV reuse: halted tokens carry their last key/value into this pass's cache
-            hb, ht = (~active).nonzero(as_tuple=True)
-            ht = self.chunk[ht]
-            self.k[i][:, hb, :, ht] = self.k[i - 1][:, hb, :, ht]
-            self.v[i][:, hb, :, ht] = self.v[i - 1][:, hb, :, ht]
+        if i > 0:  # KV reuse: the chunk starts from the previous pass's keys/values, so halted tokens
+            span = slice(self.length, self.length + len(self.chunk))  # keep their last ones; active
+            self.k[i, ..., span, :] = self.k[i - 1, ..., span, :]  # tokens overwrite theirs in attend()
+            self.v[i, ..., span, :] = self.v[i - 1, ..., span, :]
         self.rows = active.nonzero(as_tuple=True)  # (b, t) of the tokens that run this pass
         pos = self.chunk[self.rows[1]]
         self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
@@ -401,13 +400,14 @@ class AdaPonderLM(nn.Module):
         return KVCache(self.config, (self.rope_cos, self.rope_sin), batch_size, max_len, device, dtype)
 
     @torch.no_grad()
-    def step(self, idx, cache):
+    def step(self, idx, cache, last_only=False):
         """Process the next tokens idx (B, T) - a prompt or one new token - through the cache.
-        Same outputs as forward() over the whole sequence, for these T positions."""
+        Same outputs as forward() over the whole sequence, for these T positions (logits of the
+        last one only with last_only: all that sampling needs after a prompt)."""
         cache.begin_chunk(idx.shape[1])
         h, depth, _ = self.ponder(idx, cache)
         cache.length += idx.shape[1]
-        return PonderOutput(self.lm_head(h), depth)
+        return PonderOutput(self.lm_head(h[:, -1:] if last_only else h), depth)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, on_token=None):
@@ -416,7 +416,7 @@ class AdaPonderLM(nn.Module):
         on_token(tokens, depths), if given, sees each new token (B,) and its depth (B,) as it is chosen."""
         B, L = idx.shape[0], self.config.block_size
         cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
-        out = self.step(idx[:, -cache.max_len:], cache)
+        out = self.step(idx[:, -cache.max_len:], cache, last_only=True)
         depths = []
         for j in range(max_new_tokens):
             depths.append(out.depth[:, -1])
@@ -428,7 +428,7 @@ class AdaPonderLM(nn.Module):
                 break
             if cache.length == cache.max_len:  # context full: restart from its last half (rotary is relative)
                 cache = self.new_cache(B, L)
-                out = self.step(idx[:, -(L // 2):], cache)
+                out = self.step(idx[:, -(L // 2):], cache, last_only=True)
             else:
                 out = self.step(next_idx, cache)
         return idx, torch.stack(depths, dim=1)
