@@ -1,0 +1,37 @@
+# The default demo, written out: a small AdaPonderLM on the toy dataset, about 4 minutes on a 2-core CPU.
+# python train.py config/toy.py  (the same as python train.py), then python sample.py --out_dir=out-toy
+# The toy dataset labels every character trivial, copy, computed or noise; the run ends by printing the
+# mean passes per class on val, to see whether the gates spend passes where they help.
+
+out_dir = 'out-toy'
+eval_interval = 100
+log_interval = 20
+eval_iters = 10
+always_save_checkpoint = True
+
+dataset = 'toy'
+gradient_accumulation_steps = 1
+batch_size = 32
+block_size = 64
+
+n_layer = 4
+n_head = 4
+n_embd = 128
+dropout = 0.0
+
+n_ponder = 3  # 4 passes at most
+halting = 'learned'
+halt_threshold = 1e-2  # 1e-4 (the paper's) halts far less at this scale: see METHOD.md section 4
+ponder_lambda = 0.1
+ponder_k = 0.3
+ponder_k_start = 0.2  # cross-entropy only for the first 20% of training...
+ponder_k_end = 0.5  # ...then k ramps up to ponder_k by 50%
+
+learning_rate = 1e-3
+max_iters = 500
+warmup_iters = 50
+min_lr = 1e-4
+beta2 = 0.99  # small batches of tokens
+
+device = 'auto'  # cuda > mps > cpu
+compile = False

@@ -1,0 +1,172 @@
+"""train.py's promises: exact resume, atomic checkpoints, DDP ranks that agree, continued pretraining whose
+gate warm-up freezes the backbone, config precedence, and one-line errors for bad input. Each test runs
+train.py as a subprocess with a tiny model on a small toy dataset."""
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from adaponder import AdaPonderLM, load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--device=cpu', '--n_layer=1', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=4',
+        '--eval_iters=2', '--log_interval=1', '--warmup_iters=2']
+# Runs train.py in this process after the prelude has patched something: how the tests "kill" a run.
+RUN_TRAIN = "\nimport runpy, sys; sys.argv[0] = 'train.py'; runpy.run_path('train.py', run_name='__main__')"
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    """A small toy dataset (the real generator, fewer characters) in data_dir/toy."""
+    spec = importlib.util.spec_from_file_location('toy_prepare', os.path.join(ROOT, 'data', 'toy', 'prepare.py'))
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    root = tmp_path_factory.mktemp('data')
+    toy.prepare(str(root / 'toy'), train_chars=50_000, val_chars=5_000)
+    return root
+
+
+def train(*args, prelude=None, launcher=(), expect_ok=True):
+    cmd = [sys.executable, '-c', prelude + RUN_TRAIN] if prelude else [sys.executable, *launcher, 'train.py']
+    result = subprocess.run(cmd + list(args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if expect_ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def load(out_dir):
+    return torch.load(os.path.join(out_dir, 'ckpt.pt'), weights_only=True)
+
+
+def assert_same(a, b):
+    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.fixture(scope='module')
+def straight(data_dir, tmp_path_factory):
+    """An uninterrupted 6-step run; the bottom-k ramp starts at step 1.2 and ends at step 3. Its shape comes
+    from a config file (a preset, and n_layer over it) and the command line (block_size over the preset)."""
+    out = tmp_path_factory.mktemp('straight')
+    config = out / 'my_config.py'
+    config.write_text("model_preset = 'tiny'  # n_layer=2, n_head=2, n_embd=32, block_size=64\nn_layer = 1\n")
+    args = [str(config), f'--data_dir={data_dir}', '--max_iters=6', '--eval_interval=3', '--block_size=32',
+            '--device=cpu', '--batch_size=4', '--eval_iters=2', '--log_interval=1', '--warmup_iters=2']
+    return args, out, train(*args, f'--out_dir={out}')
+
+
+def test_config_file_then_overrides_win_over_preset(straight):
+    _, out, _ = straight
+    ckpt = load(out)
+    shape = {k: ckpt['model_args'][k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size')}
+    assert shape == dict(n_layer=1, n_head=2, n_embd=32, block_size=32, vocab_size=45)
+    assert ckpt['config']['model_preset'] == 'tiny' and ckpt['config']['max_iters'] == 6
+
+
+def test_logs_and_toy_class_report(straight):
+    _, out, result = straight
+    evals = [line for line in result.stdout.splitlines() if line.startswith('eval ')]
+    assert [re.search(r'step=(\d+)', line).group(1) for line in evals] == ['0', '3', '6']
+    for key in ('train_loss=', 'val_loss=', 'passes=', 'depth_hist=[', 'flops_vs_full=', 'tok/s=', 'mfu=n/a'):
+        assert key in evals[-1]
+    hist = [float(x) for x in re.search(r'depth_hist=\[(.*?)\]', evals[-1]).group(1).split(',')]
+    assert len(hist) == 4 and abs(sum(hist) - 1) < 0.02
+    iters = [line for line in result.stdout.splitlines() if line.startswith('iter ')]
+    assert len(iters) == 6 and float(re.search(r' k=([\d.]+)', iters[0]).group(1)) == 0.0  # CE only at first
+    assert float(re.search(r' k=([\d.]+)', iters[-1]).group(1)) == pytest.approx(0.3)  # then ramped to ponder_k
+    classes = re.findall(r'^class name=(\w+) passes=([\d.]+) loss=([\d.]+) share=([\d.]+)$', result.stdout, re.M)
+    assert [c[0] for c in classes] == ['trivial', 'copy', 'computed', 'noise']
+    assert all(1.0 <= float(c[1]) <= 4.0 for c in classes)
+    assert load(out)['iter_num'] == 6
+
+
+def test_killed_save_keeps_previous_checkpoint_and_resume_is_exact(straight, tmp_path):
+    args, straight_out, _ = straight
+    die_in_second_save = ("import os, torch\nsave, calls = torch.save, []\n"
+                          "def half_save(obj, f, *args, **kwargs):\n"
+                          "    calls.append(f)\n"
+                          "    if len(calls) == 2:\n"
+                          "        open(f, 'wb').write(b'half a checkpoint'); os._exit(9)\n"
+                          "    save(obj, f, *args, **kwargs)\n"
+                          "torch.save = half_save")
+    result = train(*args, f'--out_dir={tmp_path}', prelude=die_in_second_save, expect_ok=False)
+    assert result.returncode == 9
+    assert os.path.exists(tmp_path / 'ckpt.pt.tmp')  # it died halfway through writing step 6's checkpoint
+    _, halfway = load_checkpoint(str(tmp_path / 'ckpt.pt'))  # step 3's checkpoint is still whole
+    assert halfway['iter_num'] == 3
+
+    train(*args, f'--out_dir={tmp_path}', '--init_from=resume')
+    resumed, uninterrupted = load(tmp_path), load(straight_out)
+    assert not torch.equal(halfway['model']['lm_head.weight'], resumed['model']['lm_head.weight'])  # it trained on
+    for key in ('model', 'optimizer', 'scaler', 'iter_num', 'best_val_loss', 'rng'):
+        assert_same(resumed[key], uninterrupted[key])
+
+
+def test_ddp_two_cpu_processes_agree_and_toy_data_is_made_when_missing(tmp_path):
+    data_dir = tmp_path / 'data'  # empty: rank 0 prepares the toy dataset while rank 1 waits
+    result = train(f'--data_dir={data_dir}', f'--out_dir={tmp_path}', '--max_iters=3', '--eval_interval=3',
+                   '--gradient_accumulation_steps=2', *TINY,
+                   launcher=['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'])
+    assert os.path.getsize(data_dir / 'toy' / 'train.bin') > 0
+    assert 'ddp ranks_agree=True world_size=2' in result.stdout  # each rank's weights vs rank 0's, bit for bit
+    assert load(tmp_path)['iter_num'] == 3
+
+
+def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp_path):
+    """init_from a GPT-NeoX directory; during gate warm-up only the new gates may move (no weight decay either)."""
+    transformers = pytest.importorskip('transformers')
+    torch.manual_seed(0)
+    neox = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=128, max_position_embeddings=64)
+    transformers.GPTNeoXForCausalLM(neox).save_pretrained(tmp_path / 'neox')
+    train(f'--data_dir={data_dir}', f'--out_dir={tmp_path}', f'--init_from={tmp_path / "neox"}', '--max_iters=3',
+          '--eval_interval=3', '--gate_warmup_iters=100', *TINY)
+    trained = load(tmp_path)['model']
+    pretrained = AdaPonderLM.from_pretrained(str(tmp_path / 'neox')).state_dict()
+    backbone = [k for k in pretrained if not k.startswith('gates.')]
+    assert backbone and all(torch.equal(trained[k], pretrained[k]) for k in backbone)
+    assert (trained['gates.0.2.bias'] != pretrained['gates.0.2.bias']).all()  # the gates did train
+
+
+def bad_inputs(data_dir, tmp_path):
+    """(arguments, exit code, words the error line must contain) for each kind of bad input."""
+    empty = tmp_path / 'empty'
+    shutil.copytree(data_dir / 'toy', empty / 'toy')
+    open(empty / 'toy' / 'train.bin', 'wb').close()
+    (tmp_path / 'corrupt').mkdir()
+    (tmp_path / 'corrupt' / 'ckpt.pt').write_bytes(b'not a checkpoint')
+    return {
+        'missing dataset': ([f'--data_dir={tmp_path}', '--dataset=shakespeare_char'], 1,
+                            'train.bin not found; run python data/shakespeare_char/prepare.py'),
+        'unknown override': (['--max_iter=5'], 2, "unknown config key 'max_iter'"),
+        'wrong type': (['--max_iters=many'], 2, 'max_iters must be int'),
+        'corrupt checkpoint': (['--init_from=resume', f'--out_dir={tmp_path / "corrupt"}'], 1,
+                               'not a readable AdaPonder checkpoint'),
+        'empty train.bin': ([f'--data_dir={empty}'], 1, 'train.bin holds 0 tokens'),
+    }
+
+
+@pytest.mark.parametrize('case', ['missing dataset', 'unknown override', 'wrong type', 'corrupt checkpoint',
+                                  'empty train.bin'])
+def test_bad_input_gives_one_line_error(case, data_dir, tmp_path):
+    args, code, words = bad_inputs(data_dir, tmp_path)[case]
+    result = train(f'--data_dir={data_dir}', f'--out_dir={tmp_path / "out"}', *TINY, *args, expect_ok=False)
+    assert result.returncode == code
+    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
+    assert words in result.stderr

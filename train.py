@@ -1,0 +1,439 @@
+"""
+Train an AdaPonderLM. With no arguments: the toy demo on a CPU (a few minutes), which prepares its data,
+trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
+
+$ python train.py
+$ python train.py config/shakespeare_char.py --max_iters=2000
+$ python train.py config/toy.py --init_from=resume --max_iters=1000
+$ torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py
+
+Settings are the globals below; a config file (plain Python assignments) and then --key=value arguments
+override them, in order. The same script runs on cuda, mps and cpu, alone or under torchrun (DDP).
+"""
+
+import ast
+import difflib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import types
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from adaponder import PRESETS, AdaPonderConfig, AdaPonderLM, device_peak_flops, load_checkpoint, save_checkpoint
+
+# -----------------------------------------------------------------------------
+# default config values: the toy demo, about 4 minutes on a 2-core CPU
+# I/O
+out_dir = 'out-toy'  # ckpt.pt is written here
+eval_interval = 100  # evaluate (and checkpoint) every this many iterations, and at the end
+log_interval = 20  # print an `iter` line every this many iterations
+eval_iters = 10  # batches per split for each loss estimate
+eval_only = False  # evaluate once and exit (use with init_from='resume')
+always_save_checkpoint = True  # save at every eval, not only when val_loss improves
+init_from = 'scratch'  # 'scratch' | 'resume' (out_dir/ckpt.pt) | a Pythia name like 'pythia-70m' or a local dir
+# data
+data_dir = 'data'  # datasets live in data_dir/<dataset>/ (train.bin, val.bin, meta.json)
+dataset = 'toy'  # 'toy' is made on the spot; others need python data/<dataset>/prepare.py first
+gradient_accumulation_steps = 1  # micro-batches per optimizer step, summed over all DDP ranks
+batch_size = 32  # sequences per micro-batch (per rank)
+block_size = 64  # training context in tokens
+# model
+model_preset = ''  # '' or a shape from adaponder.PRESETS ('pythia-70m', ...): it sets the shape below
+n_layer = 4  # transformer blocks
+n_head = 4  # attention heads
+n_embd = 128  # width
+dropout = 0.0  # 0 for pretraining; try 0.1+ when a small dataset overfits
+bias = True  # biases in Linear and LayerNorm layers, as in Pythia
+# pondering
+n_ponder = 3  # K: extra passes per token, K+1 passes in all
+halting = 'learned'  # 'learned' (AdaPonderLM gates) | 'none' (PonderLM: always K+1 passes) | 'fixed' (random depths)
+halt_threshold = 1e-2  # tau: a token halts once its gate value falls below it
+ponder_lambda = 0.1  # weight of the bottom-k gate loss
+ponder_k = 0.3  # final bottom-k fraction: share of active gate values the gate loss pushes down
+ponder_k_start = 0.2  # fraction of max_iters trained on cross-entropy only (k = 0)
+ponder_k_end = 0.5  # fraction of max_iters where k has ramped linearly up to ponder_k
+gate_warmup_iters = 0  # first iterations train only the gates, backbone frozen (continued pretraining)
+# adamw optimizer
+learning_rate = 1e-3  # peak learning rate
+max_iters = 500  # optimizer steps in all
+weight_decay = 0.1  # on matrices and embeddings only
+beta1 = 0.9
+beta2 = 0.99  # 0.99 for small batches of tokens; 0.95 for large models and batches
+grad_clip = 1.0  # clip the gradient norm at this value; 0.0 disables clipping
+# learning rate schedule: linear warmup, then cosine decay to min_lr
+decay_lr = True  # False: constant learning_rate
+warmup_iters = 50  # linear warmup steps
+lr_decay_iters = 0  # step where the cosine reaches min_lr; 0: max_iters
+min_lr = 1e-4  # about learning_rate / 10
+# system
+device = 'auto'  # 'auto' (cuda > mps > cpu), or 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = 'auto'  # 'auto' (bfloat16 where supported, float16 on older GPUs, float32 on cpu/mps) or one of those
+compile = False  # torch.compile the model: faster on GPUs, slow to start
+seed = 1337  # seeds the model init and the batch sampler
+peak_tflops = 0.0  # the device's peak for MFU; 0.0: look it up (known GPUs only)
+# -----------------------------------------------------------------------------
+# overrides: config files (plain Python assignments), then --key=value arguments, in order
+config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+explicit = set()  # keys a config file or the command line set: they win over model_preset
+
+
+def die(message, code=1):
+    """Bad input: one line on stderr and a non-zero exit, never a traceback."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)  # one line, even if message had several
+    sys.exit(code)
+
+
+def set_config(key, value, source):
+    if key not in config_keys:
+        guess = ''.join(f"did you mean {k}? " for k in difflib.get_close_matches(key, config_keys, n=1))
+        die(f"unknown config key {key!r} (from {source}); {guess}known keys: {', '.join(config_keys)}", 2)
+    default = globals()[key]
+    if type(value) is not type(default) and not (type(default) is float and type(value) is int):
+        die(f"{key} must be {type(default).__name__}, got {value!r} (from {source}); e.g. --{key}={default!r}", 2)
+    globals()[key] = float(value) if type(default) is float else value
+    explicit.add(key)
+
+
+for arg in sys.argv[1:]:
+    if not arg.startswith('--'):  # a config file
+        if not os.path.isfile(arg):
+            die(f"config file {arg} not found; pass a file like config/toy.py or a --key=value override", 2)
+        namespace = {}
+        try:
+            exec(open(arg).read(), namespace)
+        except Exception as e:
+            die(f"config file {arg} failed to run ({type(e).__name__}: {e}); fix that file", 2)
+        for key, value in namespace.items():
+            if not key.startswith('_') and not isinstance(value, types.ModuleType):
+                set_config(key, value, arg)
+    else:
+        key, has_value, text = arg[2:].partition('=')
+        if not has_value:
+            die(f"override {arg} has no value; write --{key}=VALUE", 2)
+        try:
+            value = ast.literal_eval(text)  # numbers, booleans, quoted strings
+        except (ValueError, SyntaxError):
+            value = text  # a bare word is a string: --dataset=shakespeare_char
+        set_config(key, value, arg)
+
+# A preset replaces the shape defaults; shape keys set explicitly (config file or command line) still win,
+# e.g. model_preset='pythia-70m' with block_size=1024. vocab_size always comes from the dataset.
+if model_preset:
+    if model_preset not in PRESETS:
+        die(f"unknown model_preset {model_preset!r}; choose one of {', '.join(PRESETS)} or ''", 2)
+    for key, value in PRESETS[model_preset].items():
+        if key in config_keys and key not in explicit:
+            globals()[key] = value
+lr_decay_iters = lr_decay_iters or max_iters
+config = {k: globals()[k] for k in config_keys}  # saved with every checkpoint
+# -----------------------------------------------------------------------------
+# devices and DDP: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+
+if device == 'auto':
+    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
+ddp = int(os.environ.get('RANK', -1)) != -1
+if ddp:
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE'))
+    if device_type == 'cuda':
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+    if gradient_accumulation_steps % world_size:
+        die(f"gradient_accumulation_steps={gradient_accumulation_steps} is not divisible by the "
+            f"{world_size} processes; pass a multiple, e.g. --gradient_accumulation_steps={world_size}", 2)
+    gradient_accumulation_steps //= world_size  # each rank runs its share of the micro-batches
+else:
+    rank, local_rank, world_size = 0, 0, 1
+master_process = rank == 0  # only rank 0 logs and writes checkpoints
+log = tqdm.write if master_process else (lambda line: None)  # lines above the progress bar, not through it
+tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
+torch.manual_seed(seed + rank)  # DDP copies rank 0's initial weights; dropout masks differ per rank
+torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls and convolutions on Ampere and later
+torch.backends.cudnn.allow_tf32 = True
+
+if dtype == 'auto':
+    bf16_ok = device_type == 'cuda' and torch.cuda.is_bf16_supported()
+    dtype = 'bfloat16' if bf16_ok else 'float16' if device_type == 'cuda' else 'float32'
+if dtype not in ('float32', 'bfloat16', 'float16'):
+    die(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'", 2)
+ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=getattr(torch, dtype))
+scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 gradients underflow; bf16's do not
+if master_process:
+    os.makedirs(out_dir, exist_ok=True)
+ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+# -----------------------------------------------------------------------------
+# data: uint16 token ids in train.bin / val.bin, the vocabulary size in meta.json
+
+data_path = os.path.join(data_dir, dataset)
+script = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', dataset, 'prepare.py'))
+extra = '' if data_dir == 'data' else f' --out_dir={data_path}'
+how = f"run python {script}{extra} first" if os.path.exists(script) else "prepare it first (see data/*/readme.md)"
+if not os.path.exists(os.path.join(data_path, 'train.bin')):
+    if dataset != 'toy':
+        die(f"{data_path}/train.bin not found; {how}")
+    if master_process:  # the toy data is generated on the spot, in about a second
+        if subprocess.run([sys.executable, script, f'--out_dir={data_path}']).returncode != 0:
+            die(f"could not prepare the toy dataset in {data_path}; run python {script} to see why")
+    if ddp:
+        dist.barrier()  # the other ranks wait for rank 0 to write it
+for split in ('train', 'val'):
+    path = os.path.join(data_path, f'{split}.bin')
+    if not os.path.exists(path):
+        die(f"{path} not found; {how}")
+    n_tokens = os.path.getsize(path) // 2
+    if n_tokens <= block_size:
+        die(f"{path} holds {n_tokens} tokens, fewer than block_size + 1 = {block_size + 1}; "
+            f"prepare more data or pass a smaller --block_size")
+try:
+    with open(os.path.join(data_path, 'meta.json')) as f:
+        meta = json.load(f)
+    vocab_size = meta['vocab_size']
+except (OSError, ValueError, KeyError) as e:
+    die(f"cannot read vocab_size from {data_path}/meta.json ({type(e).__name__}: {e}); {how}")
+if init_from not in ('scratch', 'resume') and meta.get('encoding') == 'gpt2':
+    die(f"{init_from} reads GPT-NeoX tokens but {data_path} holds GPT-2 tokens; prepare the data with "
+        "python data/pile/prepare.py --encoding=neox --out_dir=data/pile_neox and pass --dataset=pile_neox")
+
+
+def get_batch(split, generator):
+    """This rank's share of a batch: x, y (batch_size, block_size), y shifted by one token. Every rank
+    draws the offsets of the whole global batch from the same generator and keeps its own slice, so the
+    generator state saved by rank 0 resumes every rank exactly."""
+    # re-open the memmap each batch: a memmap kept open grows the process's memory without bound
+    data = np.memmap(os.path.join(data_path, f'{split}.bin'), dtype=np.uint16, mode='r')
+    ix = torch.randint(len(data) - block_size, (world_size * batch_size,), generator=generator)
+    ix = ix[rank * batch_size:(rank + 1) * batch_size]
+    x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix])
+    y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix])
+    if device_type == 'cuda':  # pinned memory lets the copy run asynchronously
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+# -----------------------------------------------------------------------------
+# model: from scratch, resumed from out_dir/ckpt.pt, or from a pretrained Pythia checkpoint
+
+iter_num, best_val_loss, checkpoint = 0, float('inf'), None
+ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold,
+                   ponder_lambda=ponder_lambda, ponder_k=ponder_k, dropout=dropout)
+try:
+    if init_from == 'scratch':
+        model = AdaPonderLM(AdaPonderConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                                            n_head=n_head, n_embd=n_embd, bias=bias, **ponder_args))
+    elif init_from == 'resume':  # the shape and pondering settings are the checkpoint's
+        model, checkpoint = load_checkpoint(ckpt_path, device)
+        missing = {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(checkpoint)
+        if missing:
+            die(f"{ckpt_path} lacks {', '.join(sorted(missing))}, so it cannot be resumed; "
+                "use --init_from=scratch or another out_dir")
+        iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+    else:  # continued pretraining: the backbone's weights, new gates, this run's pondering settings
+        model = AdaPonderLM.from_pretrained(init_from, **ponder_args)
+except (FileNotFoundError, ValueError) as e:
+    die(e)
+if model.config.vocab_size < vocab_size:
+    die(f"the model's vocab_size {model.config.vocab_size} is smaller than the dataset's {vocab_size}; "
+        "use a checkpoint trained on this dataset's tokenizer")
+if block_size > model.config.block_size:
+    die(f"block_size {block_size} is longer than the model's context {model.config.block_size}; "
+        f"pass --block_size={model.config.block_size} or less")
+if gate_warmup_iters and model.config.halting != 'learned':
+    die(f"gate_warmup_iters needs learned gates, but halting is {model.config.halting!r}; "
+        "pass --gate_warmup_iters=0 or --halting=learned", 2)
+model.to(device)
+raw_model = model  # the plain module: for FLOPs, scoring and saving, under compile and DDP alike
+# -----------------------------------------------------------------------------
+# optimizer, compile, DDP
+
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+batch_gen = torch.Generator().manual_seed(seed)  # the training batches; its state goes into checkpoints
+if checkpoint is not None:
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    if scaler.is_enabled() and checkpoint.get('scaler'):
+        scaler.load_state_dict(checkpoint['scaler'])
+    batch_gen.set_state(checkpoint['rng']['batches'])  # the same on every rank: they share one stream
+    if master_process:  # exactly the dropout masks of an uninterrupted run
+        torch.set_rng_state(checkpoint['rng']['torch'])
+        if 'cuda' in checkpoint['rng'] and device_type == 'cuda':
+            torch.cuda.set_rng_state(checkpoint['rng']['cuda'])
+    else:  # other ranks just move on to fresh masks
+        torch.manual_seed(seed + rank + iter_num)
+    checkpoint = None  # free the memory
+if compile:
+    log("compiling the model... (takes a minute)")
+    model = torch.compile(model)
+if ddp:
+    # every parameter gets a gradient every step (each gate scales an update), so no
+    # find_unused_parameters; gate warm-up drops the backbone's gradients after the all-reduce instead
+    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+# -----------------------------------------------------------------------------
+# schedules, evaluation, checkpointing
+
+
+def get_lr(it):
+    """Linear warmup for warmup_iters steps, then cosine decay to min_lr at lr_decay_iters."""
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+
+
+def get_ponder_k(it):
+    """The bottom-k schedule: cross-entropy only (k = 0) for the first ponder_k_start of training, so the
+    passes learn to help before the gates are pushed to halt; then k ramps linearly to ponder_k."""
+    start, end = ponder_k_start * max_iters, ponder_k_end * max_iters
+    if it < start:
+        return 0.0
+    if it >= end:
+        return ponder_k
+    return ponder_k * (it - start) / (end - start)
+
+
+@torch.no_grad()
+def estimate_loss():
+    """Mean cross-entropy on eval_iters batches of each split, and the histogram of depths on val.
+    The eval batches are the same every time (a fixed seed), so successive evals compare like with like,
+    and forking the RNG keeps evaluation from shifting the training run's random numbers."""
+    losses, hist = {}, torch.zeros(raw_model.config.n_ponder + 1)
+    generator = torch.Generator().manual_seed(seed + 1)
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device_type == 'cuda' else []):
+        for split in ('train', 'val'):
+            total = 0.0
+            for _ in range(eval_iters):
+                X, Y = get_batch(split, generator)
+                with ctx:
+                    out = model(X, Y, ponder_k=0.0)  # cross-entropy is what we compare; skip the gate loss
+                total += out.ce.item()
+                if split == 'val':
+                    hist += torch.bincount(out.depth.flatten().cpu(), minlength=len(hist) + 1)[1:]
+            losses[split] = total / eval_iters
+    model.train()
+    return losses, hist
+
+
+def drop_backbone_grads():
+    """Gate warm-up: only the gates learn. AdamW skips a parameter whose .grad is None entirely - no
+    Adam update and no weight decay - so the backbone stays bit-for-bit frozen. (Zeroed gradients would
+    not do: weight decay and Adam's momentum still move the weights.)"""
+    for name, p in raw_model.named_parameters():
+        if not name.startswith('gates.'):
+            p.grad = None
+
+
+def save():
+    rng = dict(batches=batch_gen.get_state(), torch=torch.get_rng_state())
+    if device_type == 'cuda':
+        rng['cuda'] = torch.cuda.get_rng_state()
+    save_checkpoint(ckpt_path, raw_model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                    iter_num=iter_num, best_val_loss=best_val_loss, config=config, dataset=dataset, rng=rng)
+
+
+def eval_line(losses, hist, tok_s):
+    share = hist / hist.sum()
+    flops = raw_model.flops_per_token(hist.tolist(), context=block_size)['vs_full_depth']
+    peak = peak_tflops * 1e12 or device_peak_flops(device)
+    mfu = raw_model.training_flops_per_token() * tok_s / (peak * world_size) if peak and tok_s else None
+    return (f"eval step={iter_num} train_loss={losses['train']:.4f} val_loss={losses['val']:.4f} "
+            f"passes={(share * torch.arange(1, len(hist) + 1)).sum():.2f} "
+            f"depth_hist=[{','.join(f'{s:.2f}' for s in share.tolist())}] flops_vs_full={flops:.2f} "
+            f"tok/s={f'{tok_s:.0f}' if tok_s else 'n/a'} mfu={f'{100 * mfu:.1f}%' if mfu else 'n/a'}")
+
+
+def report_classes():
+    """Datasets with per-token difficulty labels (the toy one): mean passes and loss per class on val."""
+    labels = np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)
+    val = np.memmap(os.path.join(data_path, 'val.bin'), dtype=np.uint16, mode='r')
+    raw_model.eval()
+    with ctx:
+        nll, depth, targets = raw_model.score(val, batch_size=64, progress=True)
+    labels = torch.from_numpy(labels[1:1 + len(targets)].astype(np.int64))  # labels[j]: class of targets[j]
+    for c, name in enumerate(meta['classes']):
+        chosen = labels == c
+        print(f"class name={name} passes={depth[chosen].float().mean():.2f} "
+              f"loss={nll[chosen].mean():.3f} share={chosen.float().mean():.2f}")
+
+
+def ranks_agree():
+    """DDP keeps every rank's weights identical: check it, bit for bit, against rank 0's."""
+    mine = torch.cat([p.detach().flatten() for p in raw_model.parameters()])
+    rank0 = mine.clone()
+    dist.broadcast(rank0, src=0)
+    differ = torch.tensor([float(not torch.equal(mine, rank0))], device=mine.device)
+    dist.all_reduce(differ, op=dist.ReduceOp.MAX)
+    return differ.item() == 0
+
+
+# -----------------------------------------------------------------------------
+# training loop
+
+log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
+    f"iteration, device {device}, dtype {dtype}, world size {world_size}")
+start_iter = iter_num
+window_tokens, window_start = 0, time.time()  # throughput since the last eval
+progress = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process, dynamic_ncols=True)
+while True:
+    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+        if device_type == 'cuda':
+            torch.cuda.synchronize()  # queued GPU work belongs to the throughput window
+        tok_s = window_tokens / (time.time() - window_start)
+        losses, hist = estimate_loss()
+        log(eval_line(losses, hist, tok_s))
+        improved = losses['val'] < best_val_loss
+        best_val_loss = min(best_val_loss, losses['val'])
+        if master_process and iter_num > start_iter and (improved or always_save_checkpoint):
+            save()
+        window_tokens, window_start = 0, time.time()
+    if iter_num >= max_iters or eval_only:
+        break
+
+    lr, k = get_lr(iter_num), get_ponder_k(iter_num)
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    t0 = time.time()
+    for micro_step in range(gradient_accumulation_steps):
+        X, Y = get_batch('train', batch_gen)  # fetched when used: a checkpoint's generator state is exact
+        if ddp:  # all-reduce the gradients only on the last micro-step
+            model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
+        with ctx:
+            out = model(X, Y, ponder_k=k)
+            loss = out.loss / gradient_accumulation_steps  # the mean over micro-batches
+        scaler.scale(loss).backward()
+    if iter_num < gate_warmup_iters:
+        drop_backbone_grads()
+    if grad_clip > 0.0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    iter_num += 1
+    progress.update(1)
+    window_tokens += tokens_per_iter
+    if iter_num == start_iter + 1:  # the first iteration warms up (and compiles): not counted
+        window_tokens, window_start = 0, time.time()
+    if iter_num % log_interval == 0 and master_process:  # .item() waits for the GPU: not every step
+        log(f"iter step={iter_num} loss={out.ce.item():.4f} gate_loss={out.gate_loss.item():.2e} "
+            f"passes={out.depth.float().mean().item():.2f} k={k:.3f} lr={lr:.2e} "
+            f"ms={1000 * (time.time() - t0):.0f}")
+progress.close()
+
+if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):
+    report_classes()
+if ddp:
+    log(f"ddp ranks_agree={ranks_agree()} world_size={world_size}")
+    dist.destroy_process_group()
