@@ -56,9 +56,9 @@ bias = True  # biases in Linear and LayerNorm layers, as in Pythia
 # pondering
 n_ponder = 3  # K: extra passes per token, K+1 passes in all
 halting = 'learned'  # 'learned' (AdaPonderLM gates) | 'none' (PonderLM: always K+1 passes) | 'fixed' (random depths)
-halt_threshold = 1e-2  # tau: a token halts once its gate value falls below it
+halt_threshold = 1e-4  # tau: a token halts once its gate value falls below it (the paper's 1e-4)
 ponder_lambda = 0.1  # weight of the bottom-k gate loss
-ponder_k = 0.3  # final bottom-k fraction: share of active gate values the gate loss pushes down
+ponder_k = 0.1  # final bottom-k fraction: share of the running gates the gate loss pushes down
 ponder_k_start = 0.2  # fraction of max_iters trained on cross-entropy only (k = 0)
 ponder_k_end = 0.5  # fraction of max_iters where k has ramped linearly up to ponder_k
 gate_warmup_iters = 0  # first iterations train only the gates, backbone frozen (continued pretraining)

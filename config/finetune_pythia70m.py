@@ -17,9 +17,9 @@ gradient_accumulation_steps = 4  # 65k tokens per step
 
 n_ponder = 3
 halting = 'learned'
-halt_threshold = 1e-2
+halt_threshold = 1e-4  # the paper's defaults; see the README's sweep
 ponder_lambda = 0.1
-ponder_k = 0.3
+ponder_k = 0.1
 ponder_k_start = 0.1  # the backbone already predicts well: the gate loss starts early
 ponder_k_end = 0.3
 gate_warmup_iters = 200  # gates only, backbone frozen

@@ -19,9 +19,9 @@ dropout = 0.0
 
 n_ponder = 3
 halting = 'learned'
-halt_threshold = 1e-2
+halt_threshold = 1e-4  # the paper's defaults; see the README's sweep
 ponder_lambda = 0.1
-ponder_k = 0.3
+ponder_k = 0.1
 
 learning_rate = 6e-4
 max_iters = 2000
