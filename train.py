@@ -58,6 +58,9 @@ n_ponder = 3  # K: extra passes per token, K+1 passes in all
 halting = 'learned'  # 'learned' (AdaPonderLM gates) | 'none' (PonderLM: always K+1 passes) | 'fixed' (random depths)
 halt_threshold = 1e-4  # tau: a token halts once its gate value falls below it (the paper's 1e-4)
 ponder_lambda = 0.1  # weight of the bottom-k gate loss
+fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform' or 'geometric' random depths...
+fixed_mean_depth = 2.5  # ...with this mean number of passes (the iso-FLOPs baseline)
+embed_scale = 1.0  # scales token and pondering embeddings (official PonderLM: sqrt(n_embd))
 ponder_k = 0.1  # final bottom-k fraction: share of the running gates the gate loss pushes down
 ponder_k_start = 0.2  # fraction of max_iters trained on cross-entropy only (k = 0)
 ponder_k_end = 0.5  # fraction of max_iters where k has ramped linearly up to ponder_k
@@ -224,8 +227,9 @@ def get_batch(split, generator):
 # model: from scratch, resumed from out_dir/ckpt.pt, or from a pretrained Pythia checkpoint
 
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
-ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold,
-                   ponder_lambda=ponder_lambda, ponder_k=ponder_k, dropout=dropout)
+ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold, ponder_lambda=ponder_lambda,
+                   ponder_k=ponder_k, dropout=dropout, embed_scale=embed_scale,
+                   fixed_depth_dist=fixed_depth_dist, fixed_mean_depth=fixed_mean_depth)
 try:
     if init_from == 'scratch':
         model = AdaPonderLM(AdaPonderConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
