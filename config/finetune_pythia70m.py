@@ -15,11 +15,7 @@ batch_size = 16
 block_size = 1024
 gradient_accumulation_steps = 4  # 65k tokens per step
 
-n_ponder = 3
-halting = 'learned'
-halt_threshold = 1e-4  # the paper's defaults; see the README's sweep
-ponder_lambda = 0.1
-ponder_k = 0.1
+# pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
 ponder_k_start = 0.1  # the backbone already predicts well: the gate loss starts early
 ponder_k_end = 0.3
 gate_warmup_iters = 200  # gates only, backbone frozen

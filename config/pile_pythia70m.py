@@ -17,11 +17,7 @@ gradient_accumulation_steps = 4  # 32 x 1024 x 4 = 131k tokens per step
 model_preset = 'pythia-70m'  # 6 layers, 8 heads, 512 wide
 dropout = 0.0
 
-n_ponder = 3
-halting = 'learned'
-halt_threshold = 1e-4  # the paper's defaults; see the README's sweep
-ponder_lambda = 0.1
-ponder_k = 0.1
+# pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
 
 learning_rate = 6e-4
 max_iters = 2000

@@ -20,11 +20,7 @@ n_head = 6
 n_embd = 384
 dropout = 0.2
 
-n_ponder = 3
-halting = 'learned'
-halt_threshold = 1e-4  # the paper's defaults; see the README's sweep
-ponder_lambda = 0.1
-ponder_k = 0.1
+# pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
 
 learning_rate = 1e-3  # a small model can take a high learning rate
 max_iters = 2000

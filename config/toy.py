@@ -19,11 +19,7 @@ n_head = 4
 n_embd = 128
 dropout = 0.0
 
-n_ponder = 3  # 4 passes at most
-halting = 'learned'
-halt_threshold = 1e-4  # the paper's defaults (1e-4, 0.1, 0.1) won a small sweep on this task: see README
-ponder_lambda = 0.1
-ponder_k = 0.1
+# pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
 ponder_k_start = 0.2  # cross-entropy only for the first 20% of training...
 ponder_k_end = 0.5  # ...then k ramps up to ponder_k by 50%
 
