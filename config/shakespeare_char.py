@@ -1,5 +1,6 @@
-# Tiny Shakespeare at the character level on one GPU: nanoGPT's "baby GPT" (6 layers, 384 wide, 10.7M
-# parameters) pondering up to 4 passes. First: python data/shakespeare_char/prepare.py
+# Tiny Shakespeare at the character level on one GPU: nanoGPT's "baby GPT" (6 layers, 384 wide, 10.6M
+# parameters, plus 1.8M in the three gates) pondering up to 4 passes.
+# First: python data/shakespeare_char/prepare.py
 # On a laptop CPU, a smaller model:
 # python train.py config/shakespeare_char.py --device=cpu --compile=False --eval_iters=20 --log_interval=1
 #   --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0

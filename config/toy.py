@@ -1,4 +1,4 @@
-# The default demo, written out: a small AdaPonderLM on the toy dataset, about 4 minutes on a 2-core CPU.
+# The default demo, written out: a small AdaPonderLM on the toy dataset, about 3 minutes on a 2-core CPU.
 # python train.py config/toy.py  (the same as python train.py), then python sample.py --out_dir=out-toy
 # The toy dataset labels every character trivial, copy, computed or noise; the run ends by printing the
 # mean passes per class on val, to see whether the gates spend passes where they help.
