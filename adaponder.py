@@ -11,13 +11,14 @@ References:
 1) AdaPonderLM: Gated Pondering Language Models with Token-Wise Adaptive Depth (arXiv 2603.01914)
 2) PonderLM: Pretraining Language Models to Ponder in Continuous Space (arXiv 2505.20674)
 3) the GPT-NeoX / Pythia blocks (EleutherAI), and karpathy/nanoGPT for the shape of this file
-See METHOD.md of the project for the decisions taken where the paper is silent.
+docs/method.md states the method and the decisions taken here where the paper is silent.
 """
 
 import importlib.util
 import json
 import math
 import os
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -51,7 +52,7 @@ def apply_rotary(x, cos, sin):
 
 
 class CausalSelfAttention(nn.Module):
-    """Works on any leading shape: (B, T, C) in training, (N, C) active rows when decoding.
+    """Works on any leading shape: (B, T, C) in training, (N, C) running rows when decoding.
     Where the keys/values come from - and so the KV reuse of halted tokens - is the `kv` object's job."""
 
     def __init__(self, config, layer_idx):
@@ -105,26 +106,25 @@ class Block(nn.Module):
 # Where keys/values come from: the only place training and decoding differ
 
 
-class DenseKV:
-    """Training: every token runs every pass (static shapes, compile-friendly). KV alignment: in every
-    layer a halted token's key/value is replaced by the one from the previous pass, so attention sees
-    exactly what the cached decoder sees."""
+class TrainingKV:
+    """Training: every token runs every pass (static shapes, compile-friendly). KV reuse as "alignment":
+    in every layer a halted token's key/value is replaced by the one from the previous pass, so attention
+    sees exactly what the cached decoder sees."""
 
     def __init__(self, rotary, T, dropout):
         cos, sin = rotary
-        self.rotary_full = cos[:T, None], sin[:T, None]  # (T, 1, rot): broadcasts over (B, T, nh, rot)
+        self.rotary = cos[:T, None], sin[:T, None]  # (T, 1, rot): broadcasts over (B, T, nh, rot)
         self.prev, self.dropout = {}, dropout
-        self.rows = None  # every row runs
+        self.rows = None  # None: every row runs (see rows_of)
 
-    def begin_pass(self, i, active):
-        self.active = active[:, :, None, None]  # (B, T, 1, 1) = m_i
-        self.rotary = self.rotary_full
+    def begin_pass(self, i, running):
+        self.running = running[:, :, None, None]  # (B, T, 1, 1) = m_i
         return True
 
     def attend(self, layer, q, k, v):  # q, k, v: (B, T, nh, hs)
         if layer in self.prev:  # pass > 0: halted tokens keep their last pass's key/value
             k_prev, v_prev = self.prev[layer]
-            k, v = torch.where(self.active, k, k_prev), torch.where(self.active, v, v_prev)
+            k, v = torch.where(self.running, k, k_prev), torch.where(self.running, v, v_prev)
         self.prev[layer] = (k, v)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout)
@@ -132,7 +132,7 @@ class DenseKV:
 
 
 class KVCache:
-    """Decoding: one KV cache per pass. Each pass computes only the tokens still active (their rows are
+    """Decoding: one KV cache per pass. Each pass computes only the tokens still running (their rows are
     gathered); a halted token's entry in this pass's cache is copied from the previous pass."""
 
     def __init__(self, config, rotary, batch_size, max_len, device, dtype):
@@ -151,18 +151,18 @@ class KVCache:
         # (T, length + T): chunk token j sees the cached tokens and the chunk's tokens up to itself
         self.mask = torch.ones(T, self.length + T, dtype=torch.bool, device=self.k.device).tril(self.length)
 
-    def begin_pass(self, i, active):  # active: (B, T) = m_i for this chunk's tokens
+    def begin_pass(self, i, running):  # running: (B, T) = m_i for this chunk's tokens
         self.i = i
         if i > 0:  # KV reuse: the chunk starts from the previous pass's keys/values, so halted tokens
-            span = slice(self.length, self.length + len(self.chunk))  # keep their last ones; active
+            span = slice(self.length, self.length + len(self.chunk))  # keep their last ones; running
             self.k[i, ..., span, :] = self.k[i - 1, ..., span, :]  # tokens overwrite theirs in attend()
             self.v[i, ..., span, :] = self.v[i - 1, ..., span, :]
-        self.rows = active.nonzero(as_tuple=True)  # (b, t) of the tokens that run this pass
+        self.rows = running.nonzero(as_tuple=True)  # (b, t) of the tokens that run this pass
         pos = self.chunk[self.rows[1]]
         self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
         return len(pos) > 0  # False: every token has halted, nothing to compute
 
-    def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per active token
+    def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per running token
         b, t = self.rows
         pos, end = self.chunk[t], self.length + self.mask.shape[0]
         ck, cv = self.k[self.i, layer], self.v[self.i, layer]  # (B, nh, max_len, hs)
@@ -176,16 +176,18 @@ class KVCache:
         return y.transpose(1, 2)[b, t]  # (N, nh, hs)
 
 
-def take(x, rows):
-    """The rows of x (B, T, ...) that run this pass: all of them in training (rows is None)."""
+def rows_of(x, rows):
+    """Gather the rows of x (B, T, ...) that run this pass: (N, ...) when decoding, all of x in training
+    (rows is None)."""
     return x if rows is None else x[rows]
 
 
-def put(x, rows, values, active):
-    """Write a pass's per-row results back into (B, T, ...) x, for active tokens only."""
+def scatter_rows(x, rows, values, running):
+    """The inverse of rows_of: write a pass's per-row results back into x (B, T, ...), for running tokens
+    only; halted tokens keep what they had."""
     if rows is None:
-        return torch.where(active.view(*active.shape, *[1] * (x.dim() - 2)), values, x)
-    return x.index_put(rows, values)
+        return torch.where(running.view(*running.shape, *[1] * (x.dim() - 2)), values, x)
+    return x.index_put(rows, values.to(x.dtype))
 
 
 # -----------------------------------------------------------------------------
@@ -209,8 +211,9 @@ class AdaPonderConfig:
     halting: str = 'learned'  # 'learned' (AdaPonderLM) | 'none' (PonderLM: all K+1 passes) | 'fixed' (random depth)
     halt_threshold: float = 1e-4  # tau: a token halts once its gate value s < tau
     ponder_lambda: float = 0.1  # weight of the bottom-k gate loss
-    ponder_k: float = 0.1  # fraction of active gate values the gate loss pushes down (train.py schedules it)
+    bottom_k_frac: float = 0.1  # share of the running gate values the gate loss pushes down (train.py ramps it)
     embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (official PonderLM: sqrt(d))
+    first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
     gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts as plain PonderLM
     fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform' or 'geometric' distribution of depths
     fixed_mean_depth: float = 2.5  # halting='fixed': mean passes per token, in [1, K+1]
@@ -279,36 +282,42 @@ class AdaPonderLM(nn.Module):
     # ---- the recurrence: one function for training and decoding ----
 
     def ponder(self, idx, kv):
-        """Run the AdaPonderLM recurrence over idx (B, T) (METHOD.md section 2). Returns the final
-        hidden state (B, T, C) of each token's last pass, depth (B, T), and the per-pass gate values
-        with the mask of tokens they let run another pass (for the gate loss)."""
+        """Run the AdaPonderLM recurrence over idx (B, T); returns each token's final hidden state (B, T, C)
+        from the last pass it ran, its depth (B, T), and each pass's gate values with the mask of tokens
+        they let run another pass (for the gate loss). The method is four lines of the loop:
+          the gate:         s_rows, go_on = self.halt(...)        s_i = sigmoid(gate_i(h_i))
+          the mask:         running = scatter_rows(..., go_on)    m_{i+1} = m_i * [s_i >= tau], never undone
+          the update:       x = x + s * pondering_embedding(...)  E_i = E_{i-1} + m_i * s_{i-1} * e_{i-1}
+          the KV reuse:     kv.begin_pass(i, running)             halted tokens keep their last keys/values
+        kv decides which rows run: all of them in training (TrainingKV), the running ones when decoding."""
         cfg = self.config
-        E = self.drop(self.wte(idx) * cfg.embed_scale)  # E_0: (B, T, C)
-        active = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)  # m_0 = 1
+        E = self.drop(self.wte(idx) * (cfg.embed_scale * cfg.first_embed_mult))  # E_0: (B, T, C)
+        running = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)  # m_0 = 1
         depth = torch.zeros(idx.shape, dtype=torch.long, device=idx.device)
         h_out = torch.zeros_like(E)  # each token's state after the last pass it ran
-        s = torch.ones(idx.shape, device=idx.device)  # gate values of the previous pass
+        s = torch.ones(idx.shape, device=idx.device)  # gate values of the previous pass (float32)
+        max_depth = self.max_depth(idx.shape, idx.device)  # K+1, or random depths (halting='fixed')
         gates, gates_live = [], []
-        fixed_depth = self.sample_fixed_depth(idx.shape, idx.device) if cfg.halting == 'fixed' else None
         for i in range(cfg.n_ponder + 1):
-            if not kv.begin_pass(i, active):  # decoding: every token halted, skip the pass
+            if not kv.begin_pass(i, running):  # decoding: every token halted, skip the pass
                 continue
-            x = take(E, kv.rows)  # (B, T, C) in training, (N, C) active rows when decoding
-            if i > 0:  # E_i = E_{i-1} + m_i * s_{i-1} * e_{i-1}: feed back the previous pass's prediction
-                x = x + take(s, kv.rows).unsqueeze(-1) * self.pondering_embedding(take(h_out, kv.rows))
-                E = put(E, kv.rows, x, active)
+            x = rows_of(E, kv.rows)  # (B, T, C) in training, (N, C) running rows when decoding
+            if i > 0:  # feed back the previous pass's prediction, scaled by its gate
+                e = self.pondering_embedding(rows_of(h_out, kv.rows))
+                x = x + rows_of(s, kv.rows).unsqueeze(-1).to(x.dtype) * e
+                E = scatter_rows(E, kv.rows, x, running)
             for block in self.blocks:
                 x = block(x, kv)
             h = self.ln_f(x)
-            h_out = put(h_out, kv.rows, h, active)  # halted tokens keep the state of their last pass
-            depth = depth + active
+            h_out = scatter_rows(h_out, kv.rows, h, running)  # halted tokens keep the state of their last pass
+            depth = depth + running
             if i == cfg.n_ponder:
                 break
-            s_rows, keep = self.halt(i, h, take(fixed_depth, kv.rows) if fixed_depth is not None else None)
-            s = put(s, kv.rows, s_rows, active)
-            active = put(active, kv.rows, keep, active)  # m_{i+1} = m_i * [s_i >= tau]: never resumes
+            s_rows, go_on = self.halt(i, h, rows_of(max_depth, kv.rows))
+            s = scatter_rows(s, kv.rows, s_rows, running)
+            running = scatter_rows(running, kv.rows, go_on, running)  # a halted token never resumes
             gates.append(s)
-            gates_live.append(active)  # the gate loss sees the gates that let their token go on
+            gates_live.append(running)  # the gate loss sees the gates that let their token go on
         return h_out, depth, (gates, gates_live)
 
     def pondering_embedding(self, h):
@@ -316,25 +325,31 @@ class AdaPonderLM(nn.Module):
         p = F.softmax(self.lm_head(h).float(), dim=-1).to(h.dtype)  # (..., V)
         return (p @ self.wte.weight.to(h.dtype)) * self.config.embed_scale  # (..., C)
 
-    def halt(self, i, h, fixed_depth):
-        """The halting rule, in one place. From the pass-i state of the rows that ran it, return the
-        gate value s_i (it scales the next update) and whether each row runs pass i+1. A model with
-        gates always scales by them; `halting` only picks who stops, so one checkpoint can be run at
-        full depth ('none') or with random depths ('fixed') for comparison."""
+    def halt(self, i, h, max_depth):
+        """The halting rule, in one place. From the pass-i state h of the rows that ran it, the gate value
+        s_i (it scales the next update) and whether each row runs pass i+1. A model with gates always scales
+        by them; `halting` only picks who stops, so one checkpoint can also run at full depth ('none') or
+        with random depths ('fixed', drawn by max_depth) for comparison."""
         cfg = self.config
-        if self.gates is not None:
-            s = torch.sigmoid(self.gates[i](h).squeeze(-1)).float()  # (rows,) one scalar per token
+        if self.gates is not None:  # float32: in bf16 a gate logit above ~6 rounds s to 1.0, and its gradient to 0
+            s = torch.sigmoid(self.gates[i](h).float().squeeze(-1))  # (rows,) one scalar per token
         else:  # a model trained without gates (PonderLM, fixed pruning) adds each update in full
             s = torch.ones(h.shape[:-1], device=h.device)
-        if cfg.halting == 'learned':
-            if self.gates is None:
-                raise ValueError("halting='learned' needs gates: this model was trained without them")
-            return s, s >= cfg.halt_threshold  # the LM loss trains the gate through s, not through the mask
-        if cfg.halting == 'none':  # PonderLM: every token runs every pass
-            return s, torch.ones_like(s, dtype=torch.bool)
-        if cfg.halting == 'fixed':  # the iso-FLOPs baseline: depth drawn at random
-            return s, fixed_depth > i + 1
-        raise ValueError(f"unknown halting {cfg.halting!r}; use 'learned', 'none' or 'fixed'")
+        if cfg.halting not in ('learned', 'none', 'fixed'):
+            raise ValueError(f"unknown halting {cfg.halting!r}; use 'learned', 'none' or 'fixed'")
+        if cfg.halting == 'learned' and self.gates is None:
+            raise ValueError("halting='learned' needs gates: this model was trained without them")
+        go_on = max_depth > i + 1
+        if cfg.halting == 'learned':  # the LM loss trains the gate through s, not through this comparison
+            go_on = go_on & (s >= cfg.halt_threshold)
+        return s, go_on
+
+    def max_depth(self, shape, device):
+        """The most passes each token may run: K+1, except with halting='fixed' (the iso-FLOPs baseline),
+        where each token's depth is drawn at random and the gates do not decide."""
+        if self.config.halting == 'fixed':
+            return self.sample_fixed_depth(shape, device)
+        return torch.full(shape, self.config.n_ponder + 1, device=device)
 
     def sample_fixed_depth(self, shape, device):
         """Depths in 1..K+1 with mean fixed_mean_depth: 'uniform' spreads a continuous uniform as wide as
@@ -361,19 +376,20 @@ class AdaPonderLM(nn.Module):
 
     # ---- training forward ----
 
-    def forward(self, idx, targets=None, ponder_k=None):
-        """idx, targets: (B, T). ponder_k: this step's bottom-k fraction (default config.ponder_k)."""
+    def forward(self, idx, targets=None, bottom_k_frac=None):
+        """idx, targets: (B, T). bottom_k_frac: this step's share of gates the gate loss pushes down (default
+        config.bottom_k_frac; train.py passes a 0-d tensor so that its schedule never recompiles the model)."""
         T = idx.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
-        kv = DenseKV((self.rope_cos, self.rope_sin), T, self.config.dropout if self.training else 0.0)
+        kv = TrainingKV((self.rope_cos, self.rope_sin), T, self.config.dropout if self.training else 0.0)
         h, depth, (gates, live) = self.ponder(idx, kv)
         logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return PonderOutput(logits, depth)
-        ce = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
-        k = self.config.ponder_k if ponder_k is None else ponder_k
-        use_gates = self.config.halting == 'learned' and gates and k > 0  # k = 0: CE only (stage 1)
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        k = self.config.bottom_k_frac if bottom_k_frac is None else bottom_k_frac
+        use_gates = self.config.halting == 'learned' and gates  # k = 0 (stage 1) gives a gate loss of 0
         gate_loss = self.gate_loss(gates, live, k) if use_gates else ce.new_zeros(())
         return PonderOutput(logits, depth, ce + self.config.ponder_lambda * gate_loss, ce, gate_loss)
 
@@ -385,10 +401,10 @@ class AdaPonderLM(nn.Module):
         they would fill the bottom-k set and the loss would fall to ~0 without acting. Static shapes,
         so it compiles: left-out entries are sorted to the end instead of being removed."""
         s, live = torch.stack(gates).flatten(), torch.stack(live).flatten()
-        n_keep = torch.ceil(k * live.sum()).clamp(min=1)
+        n_keep = torch.ceil(k * live.sum())  # 0 when k = 0 or when no gate let its token go on
         smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1, so 2.0 sorts last
         in_bottom_k = torch.arange(len(s), device=s.device) < n_keep
-        return (smallest * in_bottom_k).sum() / n_keep
+        return (smallest * in_bottom_k).sum() / n_keep.clamp(min=1)
 
     # ---- cached decoding ----
 
@@ -412,28 +428,28 @@ class AdaPonderLM(nn.Module):
         return PonderOutput(self.lm_head(h[:, -1:] if last_only else h), depth)
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, on_token=None):
-        """Continue idx (B, T) by max_new_tokens. temperature=0 is greedy. Returns (idx with the new
-        tokens appended, depth (B, max_new_tokens)): how many passes chose each new token.
-        on_token(tokens, depths), if given, sees each new token (B,) and its depth (B,) as it is chosen."""
+    def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Continue idx (B, T), yielding each new token (B,) and its depth (B,) - how many passes chose it -
+        as soon as it is chosen. temperature=0 is greedy."""
         B, L = idx.shape[0], self.config.block_size
         cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
         out = self.step(idx[:, -cache.max_len:], cache, last_only=True)
-        depths = []
         for j in range(max_new_tokens):
-            depths.append(out.depth[:, -1])
             next_idx = sample_next(out.logits[:, -1], temperature, top_k)  # (B, 1)
-            idx = torch.cat((idx, next_idx), dim=1)
-            if on_token is not None:
-                on_token(next_idx[:, 0], depths[-1])
+            yield next_idx[:, 0], out.depth[:, -1]
             if j + 1 == max_new_tokens:
                 break
+            idx = torch.cat((idx, next_idx), dim=1)
             if cache.length == cache.max_len:  # context full: restart from its last half (rotary is relative)
                 cache = self.new_cache(B, L)
                 out = self.step(idx[:, -(L // 2):], cache, last_only=True)
             else:
                 out = self.step(next_idx, cache)
-        return idx, torch.stack(depths, dim=1)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """stream(), collected: (idx with the new tokens appended, depth (B, max_new_tokens))."""
+        tokens, depths = zip(*self.stream(idx, max_new_tokens, temperature, top_k))
+        return torch.cat((idx, torch.stack(tokens, 1)), 1), torch.stack(depths, 1)
 
     # ---- cost accounting and training utilities ----
 
@@ -499,23 +515,13 @@ class AdaPonderLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path, **config_overrides):
-        """A Pythia model by name ('pythia-70m', downloaded once) or a GPT-NeoX checkpoint directory, as an
-        AdaPonderLM. The architecture comes from its config.json; the overrides set the pondering knobs (and
-        may lower block_size). The gates are new; with n_ponder=0 this computes the original model's logits."""
+        """A GPT-NeoX checkpoint as an AdaPonderLM: a Pythia ('pythia-70m'), a PonderLM (the official
+        'zeng123/PonderingPythia-1.4B') or any model-hub id (downloaded once), or a local directory. The
+        architecture comes from its config.json, a PonderLM's pondering too (K and its embedding scales);
+        the overrides set the other knobs (and may lower block_size). The gates are new. With n_ponder=0
+        (Pythia) or halting='none' (PonderLM) this computes the original model's logits."""
         hf, weights, path = read_neox_checkpoint(name_or_path)
-        try:
-            arch = dict(vocab_size=hf['vocab_size'], block_size=hf['max_position_embeddings'], bias=True,
-                        n_layer=hf['num_hidden_layers'], n_head=hf['num_attention_heads'], n_embd=hf['hidden_size'],
-                        layer_norm_eps=hf.get('layer_norm_eps', 1e-5),
-                        parallel_residual=hf.get('use_parallel_residual', True),
-                        rotary_pct=hf.get('partial_rotary_factor', hf.get('rotary_pct', 0.25)),  # newer, older name
-                        rotary_base=hf.get('rope_theta', hf.get('rotary_emb_base', 10000)))
-        except KeyError as e:
-            raise ValueError(f"{path}/config.json lacks {e}; it is not a GPT-NeoX config") from None
-        pythia = dict(hidden_act='gelu', intermediate_size=4 * arch['n_embd'], tie_word_embeddings=False,
-                      attention_bias=True, rope_type='default', rope_scaling=None)  # what our blocks compute
-        if unlike := [f'{k}={hf[k]!r}' for k, v in pythia.items() if hf.get(k, v) != v]:
-            raise ValueError(f"{path} has {', '.join(unlike)}; only GPT-NeoX models built like Pythia import")
+        arch = neox_architecture(hf, path)
         for key, value in config_overrides.items():
             if not hasattr(AdaPonderConfig, key):
                 raise ValueError(f"unknown config field {key!r}")
@@ -538,16 +544,46 @@ class AdaPonderLM(nn.Module):
                 found = tuple(weights[theirs].shape) if theirs in weights else 'nothing'
                 raise ValueError(f"{path}: {theirs} should have shape {tuple(p.shape)}, found {found}")
             p.copy_(weights.pop(theirs))  # and cast: Pythia ships float16
-        # what may remain are buffers we rebuild (causal masks, rotary tables); anything else would be lost
-        if left := [k for k in weights if not k.endswith(('attention.bias', 'masked_bias', 'inv_freq'))]:
+        # what may remain: buffers we rebuild (causal masks, rotary tables) and PonderLM's `adapter`, a layer
+        # its model declares and its forward never uses; anything else would be lost
+        unused = ('attention.bias', 'masked_bias', 'inv_freq', 'adapter.weight')
+        if left := [k for k in weights if not k.endswith(unused)]:
             raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
         return model
+
+
+def neox_architecture(hf, path):
+    """The AdaPonderConfig fields a GPT-NeoX config.json fixes: the shape, and for a PonderLM its pondering."""
+    try:
+        arch = dict(vocab_size=hf['vocab_size'], block_size=hf['max_position_embeddings'], bias=True,
+                    n_layer=hf['num_hidden_layers'], n_head=hf['num_attention_heads'], n_embd=hf['hidden_size'],
+                    layer_norm_eps=hf.get('layer_norm_eps', 1e-5),
+                    parallel_residual=hf.get('use_parallel_residual', True),
+                    rotary_pct=hf.get('partial_rotary_factor', hf.get('rotary_pct', 0.25)),  # newer, older name
+                    rotary_base=hf.get('rope_theta', hf.get('rotary_emb_base', 10000)))
+    except KeyError as e:
+        raise ValueError(f"{path}/config.json lacks {e}; it is not a GPT-NeoX config") from None
+    pythia = dict(hidden_act='gelu', intermediate_size=4 * arch['n_embd'], tie_word_embeddings=False,
+                  attention_bias=True, rope_type='default', rope_scaling=None)  # what our blocks compute
+    if unlike := [f'{k}={hf[k]!r}' for k, v in pythia.items() if hf.get(k, v) != v]:
+        raise ValueError(f"{path} has {', '.join(unlike)}; only GPT-NeoX models built like Pythia import")
+    if hf.get('ponderinglm'):  # the official PonderLM code: K pondering steps, E_0 and W_in scaled by sqrt(d)
+        K, dtype = hf['pondering_steps'], getattr(torch, hf.get('torch_dtype') or 'float32', torch.float32)
+        # it computes sqrt(d) in the weights' dtype (45.25 for d = 2048 in bfloat16): take the value it trained with
+        root_d = torch.tensor(arch['n_embd'], dtype=dtype).sqrt().item() if hf.get('scale_embeds') else 1.0
+        arch.update(n_ponder=K, embed_scale=root_d, first_embed_mult=K if hf.get('mutiply_pondering_steps') else 1)
+    return arch
 
 
 PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
     'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
     'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
 }
+
+
+def depth_histogram(depth, n_pass):
+    """Tokens that ran 1, 2, ..., n_pass passes, from a tensor of depths: the form flops_per_token takes."""
+    return torch.bincount(depth.flatten().cpu() - 1, minlength=n_pass).tolist()
 
 
 def device_peak_flops(device):
@@ -594,44 +630,96 @@ def load_checkpoint(path, device='cpu', **config_overrides):
 
 
 def read_neox_checkpoint(name_or_path):
-    """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a Pythia model
-    from the model hub, downloaded once into ~/.cache/adaponder/<name> (or $ADAPONDER_CACHE/<name>)."""
-    path = str(name_or_path)  # a directory, 'pythia-70m' or 'EleutherAI/pythia-70m'
-    name = path.removeprefix('EleutherAI/')
-    has_safetensors = importlib.util.find_spec('safetensors') is not None
+    """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a model-hub
+    id ('EleutherAI/pythia-70m', or just 'pythia-70m'), downloaded once into ~/.cache/adaponder/OWNER--NAME (or
+    $ADAPONDER_CACHE/...). The weights may be one file or shards with an index, safetensors or PyTorch's .bin."""
+    path = str(name_or_path)
     if not os.path.isdir(path):
-        known = [f'pythia-{size}' for size in ('14m', '70m', '160m', '410m', '1b', '1.4b', '2.8b')]
-        if name.removesuffix('-deduped') not in known:
-            raise ValueError(f"{path!r} is neither a directory nor a Pythia model; "
-                             f"pass a checkpoint directory or one of {', '.join(known)} (or -deduped)")
-        path = os.path.join(os.environ.get('ADAPONDER_CACHE', os.path.expanduser('~/.cache/adaponder')), name)
-        os.makedirs(path, exist_ok=True)
-        for file in ['config.json', 'model.safetensors' if has_safetensors else 'pytorch_model.bin']:
-            dest, url = os.path.join(path, file), f'https://huggingface.co/EleutherAI/{name}/resolve/main/{file}'
-            try:  # stream into .tmp, then rename: an interrupted download is never taken for a whole one
-                if not os.path.isfile(dest):
-                    with urllib.request.urlopen(url, timeout=30) as r, open(dest + '.tmp', 'wb') as f, tqdm(
-                            total=int(r.headers.get('Content-Length', 0)) or None, unit='B', unit_scale=True,
-                            desc=f'{name}/{file}') as bar:
-                        while chunk := r.read(1 << 20):
-                            bar.update(f.write(chunk))
-                    os.replace(dest + '.tmp', dest)
-            except OSError as e:  # offline, DNS, HTTP errors and timeouts are all OSErrors
-                raise ValueError(f"could not download {name} from the model hub ({e}); check your connection "
-                                 "or pass a local directory with config.json and pytorch_model.bin") from None
-    config, st, pt = (os.path.join(path, f) for f in ('config.json', 'model.safetensors', 'pytorch_model.bin'))
-    if not os.path.isfile(config) or not (os.path.isfile(st) or os.path.isfile(pt)):
-        raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin "
-                                "(as transformers' save_pretrained writes them)")
+        hub_id = f'EleutherAI/{path}' if path.startswith('pythia-') else path
+        if hub_id.count('/') != 1:
+            raise ValueError(f"{path!r} is neither a directory nor a model-hub id; pass a checkpoint directory, "
+                             "an id like EleutherAI/pythia-70m or zeng123/PonderingPythia-1.4B, or pythia-70m")
+        path = os.path.join(os.environ.get('ADAPONDER_CACHE', os.path.expanduser('~/.cache/adaponder')),
+                            hub_id.replace('/', '--'))
+        download_checkpoint(hub_id, path)
+    config, files = os.path.join(path, 'config.json'), weight_files(path)
+    if not os.path.isfile(config) or not files:
+        raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin, or their "
+                                "shards and index (as transformers' save_pretrained writes them)")
     with open(config) as f:
         hf = json.load(f)
     hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
-    if os.path.isfile(st) and (has_safetensors or not os.path.isfile(pt)):
-        if not has_safetensors:
-            raise ValueError(f"reading {st} needs the safetensors package: pip install safetensors")
+    weights = {}
+    for file in files:
+        weights.update(read_weights(os.path.join(path, file)))
+    return hf, weights, path
+
+
+WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']
+
+
+def weight_files(path):
+    """The weight files of a checkpoint directory: the first of WEIGHT_FILES there (.bin before safetensors
+    without the safetensors package), or the shards its index names."""
+    has_safetensors = importlib.util.find_spec('safetensors') is not None
+    present = [name for name in WEIGHT_FILES if os.path.isfile(os.path.join(path, name))]
+    usable = [name for name in present if has_safetensors or 'safetensors' not in name] or present
+    if not usable:
+        return []
+    if not usable[0].endswith('.index.json'):
+        return usable[:1]
+    with open(os.path.join(path, usable[0])) as f:
+        return sorted(set(json.load(f)['weight_map'].values()))
+
+
+def read_weights(file):
+    if file.endswith('.safetensors'):
+        if importlib.util.find_spec('safetensors') is None:
+            raise ValueError(f"reading {file} needs the safetensors package: pip install safetensors")
         from safetensors.torch import load_file
-        return hf, load_file(st), path
-    return hf, torch.load(pt, map_location='cpu', weights_only=True), path
+        return load_file(file)
+    return torch.load(file, map_location='cpu', weights_only=True)
+
+
+def download_checkpoint(hub_id, path):
+    """config.json and the weights of a model-hub checkpoint into path, once: the first of WEIGHT_FILES the hub
+    has (safetensors only with the safetensors package), and the shards an index names."""
+    os.makedirs(path, exist_ok=True)
+    if weight_files(path) and os.path.isfile(os.path.join(path, 'config.json')):
+        return
+    names = [n for n in WEIGHT_FILES if 'safetensors' not in n or importlib.util.find_spec('safetensors')]
+    fetch(hub_id, 'config.json', path)
+    for name in names:
+        if fetch(hub_id, name, path, missing_ok=True):
+            break
+    else:
+        raise ValueError(f"{hub_id} on the model hub has none of {', '.join(names)}; download it yourself and "
+                         "pass the directory")
+    for shard in weight_files(path):
+        fetch(hub_id, shard, path)
+
+
+def fetch(hub_id, file, folder, missing_ok=False):
+    """Download one file of a model-hub repository (if not there yet); False if the hub has no such file."""
+    dest, url = os.path.join(folder, file), f'https://huggingface.co/{hub_id}/resolve/main/{file}'
+    if os.path.isfile(dest):
+        return True
+    try:  # stream into .tmp, then rename: an interrupted download is never taken for a whole one
+        with urllib.request.urlopen(url, timeout=30) as r, open(dest + '.tmp', 'wb') as f, tqdm(
+                total=int(r.headers.get('Content-Length', 0)) or None, unit='B', unit_scale=True,
+                desc=f'{hub_id}/{file}') as bar:
+            while chunk := r.read(1 << 20):
+                bar.update(f.write(chunk))
+        os.replace(dest + '.tmp', dest)
+        return True
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and missing_ok:
+            return False
+        raise ValueError(f"could not download {hub_id}/{file} from the model hub ({e}); check the id and your "
+                         "connection, or pass a local directory with config.json and the weights") from None
+    except OSError as e:  # offline, DNS errors and timeouts are all OSErrors
+        raise ValueError(f"could not download {hub_id} from the model hub ({e}); check your connection "
+                         "or pass a local directory with config.json and the weights") from None
 
 
 def sample_next(logits, temperature, top_k):

@@ -11,8 +11,6 @@ Settings are the globals below; a config file (plain Python assignments) and the
 override them, in order. The same script runs on cuda, mps and cpu, alone or under torchrun (DDP).
 """
 
-import ast
-import difflib
 import gc
 import json
 import math
@@ -20,8 +18,6 @@ import os
 import subprocess
 import sys
 import time
-import types
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -29,7 +25,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from adaponder import PRESETS, AdaPonderConfig, AdaPonderLM, device_peak_flops, load_checkpoint, save_checkpoint
+from configurator import configure, die, pick_device
+from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops, load_checkpoint,
+                       save_checkpoint)
 
 # -----------------------------------------------------------------------------
 # default config values: the toy demo, about 4 minutes on a 2-core CPU
@@ -62,9 +60,10 @@ ponder_lambda = 0.1  # weight of the bottom-k gate loss
 fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform' or 'geometric' random depths...
 fixed_mean_depth = 2.5  # ...with this mean number of passes (the iso-FLOPs baseline)
 embed_scale = 1.0  # scales token and pondering embeddings (official PonderLM: sqrt(n_embd))
-ponder_k = 0.1  # final bottom-k fraction: share of the running gates the gate loss pushes down
-ponder_k_start = 0.2  # fraction of max_iters trained on cross-entropy only (k = 0)
-ponder_k_end = 0.5  # fraction of max_iters where k has ramped linearly up to ponder_k
+first_embed_mult = 1.0  # scales the first input embedding once more (official PonderLM from 410M up: K)
+bottom_k_frac = 0.1  # the gate loss pushes down this share of the running gates (the paper's k), at the end of...
+bottom_k_start = 0.2  # ...a schedule: cross-entropy only (k = 0) for this fraction of max_iters, then a linear
+bottom_k_end = 0.5  # ramp that reaches bottom_k_frac at this fraction of max_iters
 gate_warmup_iters = 0  # first iterations train only the gates, backbone frozen (continued pretraining)
 # adamw optimizer
 learning_rate = 1e-3  # peak learning rate
@@ -85,92 +84,45 @@ compile = False  # torch.compile the model: faster on GPUs, slow to start
 seed = 1337  # seeds the model init and the batch sampler
 peak_tflops = 0.0  # the device's peak for MFU; 0.0: look it up (known GPUs only)
 # -----------------------------------------------------------------------------
-# overrides: config files (plain Python assignments), then --key=value arguments, in order
-config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
-explicit = set()  # keys a config file or the command line set: they win over model_preset
-
-
-def die(message, code=1):
-    """Bad input: one line on stderr and a non-zero exit, never a traceback."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)  # one line, even if message had several
-    sys.exit(code)
-
-
-def set_config(key, value, source):
-    if key not in config_keys:
-        guess = ''.join(f"did you mean {k}? " for k in difflib.get_close_matches(key, config_keys, n=1))
-        die(f"unknown config key {key!r} (from {source}); {guess}known keys: {', '.join(config_keys)}", 2)
-    default = globals()[key]
-    if type(value) is not type(default) and not (type(default) is float and type(value) is int):
-        die(f"{key} must be {type(default).__name__}, got {value!r} (from {source}); e.g. --{key}={default!r}", 2)
-    globals()[key] = float(value) if type(default) is float else value
-    explicit.add(key)
-
-
-for arg in sys.argv[1:]:
-    if not arg.startswith('--'):  # a config file
-        if not os.path.isfile(arg):
-            die(f"config file {arg} not found; pass a file like config/toy.py or a --key=value override", 2)
-        namespace = {}
-        try:
-            exec(open(arg).read(), namespace)
-        except Exception as e:
-            die(f"config file {arg} failed to run ({type(e).__name__}: {e}); fix that file", 2)
-        for key, value in namespace.items():
-            if not key.startswith('_') and not isinstance(value, types.ModuleType):
-                set_config(key, value, arg)
-    else:
-        key, has_value, text = arg[2:].partition('=')
-        if not has_value:
-            die(f"override {arg} has no value; write --{key}=VALUE", 2)
-        try:
-            value = ast.literal_eval(text)  # numbers, booleans, quoted strings
-        except (ValueError, SyntaxError):
-            value = text  # a bare word is a string: --dataset=shakespeare_char
-        set_config(key, value, arg)
-
+# overrides: config files, then --key=value arguments (configurator.py); a model_preset sets the shape
+explicit = configure(globals())  # the keys a config file or the command line set
+config = {k: v for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, str))}
+for key in ('batch_size', 'block_size', 'max_iters', 'eval_interval', 'eval_iters', 'log_interval',
+            'gradient_accumulation_steps'):
+    if config[key] < 1:
+        die(f"{key}={config[key]} must be at least 1; pass e.g. --{key}={max(1, config[key])}")
 # A preset replaces the shape defaults; shape keys set explicitly (config file or command line) still win,
 # e.g. model_preset='pythia-70m' with block_size=1024. vocab_size always comes from the dataset.
 if model_preset:
     if model_preset not in PRESETS:
-        die(f"unknown model_preset {model_preset!r}; choose one of {', '.join(PRESETS)} or ''", 2)
+        die(f"unknown model_preset {model_preset!r}; choose one of {', '.join(PRESETS)} or ''")
     for key, value in PRESETS[model_preset].items():
-        if key in config_keys and key not in explicit:
-            globals()[key] = value
-lr_decay_iters = lr_decay_iters or max_iters
-config = {k: globals()[k] for k in config_keys}  # saved with every checkpoint
+        if key in config and key not in explicit:
+            globals()[key] = config[key] = value
+lr_decay_iters = config['lr_decay_iters'] = lr_decay_iters or max_iters
 # -----------------------------------------------------------------------------
 # devices and DDP: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
 
-if device == 'auto':
-    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
 ddp = int(os.environ.get('RANK', -1)) != -1
 if ddp:
     rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE'))
-    if device_type == 'cuda':
-        device = f'cuda:{local_rank}'
+    if device in ('auto', 'cuda') and torch.cuda.is_available():
+        device = f'cuda:{local_rank}'  # one GPU per process
         torch.cuda.set_device(device)
-    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
     if gradient_accumulation_steps % world_size:
         die(f"gradient_accumulation_steps={gradient_accumulation_steps} is not divisible by the "
-            f"{world_size} processes; pass a multiple, e.g. --gradient_accumulation_steps={world_size}", 2)
+            f"{world_size} processes; pass a multiple, e.g. --gradient_accumulation_steps={world_size}")
     gradient_accumulation_steps //= world_size  # each rank runs its share of the micro-batches
 else:
     rank, local_rank, world_size = 0, 0, 1
+device, dtype, ctx = pick_device(device, dtype)
+device_type = torch.device(device).type
+if ddp:
+    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
 master_process = rank == 0  # only rank 0 logs and writes checkpoints
 log = tqdm.write if master_process else (lambda line: None)  # lines above the progress bar, not through it
 tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
 torch.manual_seed(seed + rank)  # DDP copies rank 0's initial weights; dropout masks differ per rank
-torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls and convolutions on Ampere and later
-torch.backends.cudnn.allow_tf32 = True
-
-if dtype == 'auto':
-    bf16_ok = device_type == 'cuda' and torch.cuda.is_bf16_supported()
-    dtype = 'bfloat16' if bf16_ok else 'float16' if device_type == 'cuda' else 'float32'
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    die(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'", 2)
-ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=getattr(torch, dtype))
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 gradients underflow; bf16's do not
 if master_process:
     os.makedirs(out_dir, exist_ok=True)
@@ -229,8 +181,9 @@ def get_batch(split, generator):
 
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
 ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold, ponder_lambda=ponder_lambda,
-                   ponder_k=ponder_k, dropout=dropout, embed_scale=embed_scale,
-                   fixed_depth_dist=fixed_depth_dist, fixed_mean_depth=fixed_mean_depth)
+                   bottom_k_frac=bottom_k_frac, dropout=dropout, embed_scale=embed_scale,
+                   first_embed_mult=first_embed_mult, fixed_depth_dist=fixed_depth_dist,
+                   fixed_mean_depth=fixed_mean_depth)
 try:
     if init_from == 'scratch':
         model = AdaPonderLM(AdaPonderConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
@@ -242,8 +195,9 @@ try:
             die(f"{ckpt_path} lacks {', '.join(sorted(missing))}, so it cannot be resumed; "
                 "use --init_from=scratch or another out_dir")
         iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
-    else:  # continued pretraining: the backbone's weights, new gates, this run's pondering settings
-        model = AdaPonderLM.from_pretrained(init_from, **ponder_args)
+    else:  # continued pretraining: the backbone's weights (a PonderLM's pondering too), new gates, and the
+        # pondering settings this run set explicitly; the checkpoint or AdaPonderConfig's defaults decide the rest
+        model = AdaPonderLM.from_pretrained(init_from, **{k: v for k, v in ponder_args.items() if k in explicit})
 except (FileNotFoundError, ValueError) as e:
     die(e)
 if model.config.vocab_size < vocab_size:
@@ -254,7 +208,7 @@ if block_size > model.config.block_size:
         f"pass --block_size={model.config.block_size} or less")
 if gate_warmup_iters and model.config.halting != 'learned':
     die(f"gate_warmup_iters needs learned gates, but halting is {model.config.halting!r}; "
-        "pass --gate_warmup_iters=0 or --halting=learned", 2)
+        "pass --gate_warmup_iters=0 or --halting=learned")
 model.to(device)
 raw_model = model  # the plain module: for FLOPs, scoring and saving, under compile and DDP alike
 # -----------------------------------------------------------------------------
@@ -297,15 +251,15 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
 
 
-def get_ponder_k(it):
-    """The bottom-k schedule: cross-entropy only (k = 0) for the first ponder_k_start of training, so the
-    passes learn to help before the gates are pushed to halt; then k ramps linearly to ponder_k."""
-    start, end = ponder_k_start * max_iters, ponder_k_end * max_iters
+def get_bottom_k(it):
+    """The bottom-k schedule: cross-entropy only (k = 0) for the first bottom_k_start of training, so the
+    passes learn to help before the gates are pushed to halt; then k ramps linearly to bottom_k_frac."""
+    start, end = bottom_k_start * max_iters, bottom_k_end * max_iters
     if it < start:
         return 0.0
     if it >= end:
-        return ponder_k
-    return ponder_k * (it - start) / (end - start)
+        return bottom_k_frac
+    return bottom_k_frac * (it - start) / (end - start)
 
 
 @torch.no_grad()
@@ -322,13 +276,29 @@ def estimate_loss():
             for _ in range(eval_iters):
                 X, Y = get_batch(split, generator)
                 with ctx:
-                    out = model(X, Y, ponder_k=0.0)  # cross-entropy is what we compare; skip the gate loss
+                    out = model(X, Y, bottom_k_frac=k_tensor(0.0))  # a tensor, as in training: one graph
                 total += out.ce.item()
                 if split == 'val':
-                    hist += torch.bincount(out.depth.flatten().cpu(), minlength=len(hist) + 1)[1:]
+                    hist += torch.tensor(depth_histogram(out.depth, len(hist)))
             losses[split] = total / eval_iters
     model.train()
     return losses, hist
+
+
+def k_tensor(k):
+    """The bottom-k fraction as a 0-d tensor: torch.compile guards on a Python float's value, and the
+    schedule would recompile the model at every new value of k."""
+    return torch.tensor(k, device=device)
+
+
+def stop_if_diverged():
+    """A nan or inf training loss ends the run before anything else is saved, so the last good checkpoint
+    stays as it was. (.item() waits for the GPU: called only where the loop waits anyway.)"""
+    step = int(first_bad_step.item())
+    if step >= 0:
+        die(f"the training loss became nan or inf at step {step}; the last good checkpoint {ckpt_path} is kept. "
+            "Try a lower --learning_rate or --grad_clip=1.0 (and --dtype=bfloat16 rather than float16), "
+            "then --init_from=resume")
 
 
 def drop_backbone_grads():
@@ -389,6 +359,7 @@ def ranks_agree():
 log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
     f"iteration, device {device}, dtype {dtype}, world size {world_size}")
 start_iter = iter_num
+first_bad_step = torch.tensor(-1, device=device)  # the first step with a non-finite loss, if any
 window_tokens, window_start = 0, time.time()  # throughput since the last eval
 progress = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process, dynamic_ncols=True)
 while True:
@@ -396,6 +367,7 @@ while True:
         if device_type == 'cuda':
             torch.cuda.synchronize()  # queued GPU work belongs to the throughput window
         tok_s = window_tokens / (time.time() - window_start)
+        stop_if_diverged()  # before evaluating and saving: a diverged run must not overwrite the last good checkpoint
         losses, hist = estimate_loss()
         log(eval_line(losses, hist, tok_s))
         improved = losses['val'] < best_val_loss
@@ -406,7 +378,7 @@ while True:
     if iter_num >= max_iters or eval_only:
         break
 
-    lr, k = get_lr(iter_num), get_ponder_k(iter_num)
+    lr, k = get_lr(iter_num), get_bottom_k(iter_num)
     for group in optimizer.param_groups:
         group['lr'] = lr
     t0 = time.time()
@@ -415,9 +387,11 @@ while True:
         if ddp:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
         with ctx:
-            out = model(X, Y, ponder_k=k)
+            out = model(X, Y, bottom_k_frac=k_tensor(k))
             loss = out.loss / gradient_accumulation_steps  # the mean over micro-batches
         scaler.scale(loss).backward()
+        # remember the first step whose loss is nan or inf, without waiting for the GPU to say so now
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(out.ce), iter_num, first_bad_step)
     if iter_num < gate_warmup_iters:
         drop_backbone_grads()
     if grad_clip > 0.0:
@@ -432,6 +406,7 @@ while True:
     if iter_num == start_iter + 1:  # the first iteration warms up (and compiles): not counted
         window_tokens, window_start = 0, time.time()
     if iter_num % log_interval == 0 and master_process:  # .item() waits for the GPU: not every step
+        stop_if_diverged()
         log(f"iter step={iter_num} loss={out.ce.item():.4f} gate_loss={out.gate_loss.item():.2e} "
             f"passes={out.depth.float().mean().item():.2f} k={k:.3f} lr={lr:.2e} "
             f"ms={1000 * (time.time() - t0):.0f}")

@@ -16,8 +16,8 @@ block_size = 1024
 gradient_accumulation_steps = 4  # 65k tokens per step
 
 # pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
-ponder_k_start = 0.1  # the backbone already predicts well: the gate loss starts early
-ponder_k_end = 0.3
+bottom_k_start = 0.1  # the backbone already predicts well: the gate loss starts early
+bottom_k_end = 0.3
 gate_warmup_iters = 200  # gates only, backbone frozen
 
 learning_rate = 1e-4  # low: keep what the backbone already knows

@@ -20,8 +20,8 @@ n_embd = 128
 dropout = 0.0
 
 # pondering: train.py's defaults (K=3, learned halting, tau 1e-4, lambda 0.1, k 0.1: the paper's)
-ponder_k_start = 0.2  # cross-entropy only for the first 20% of training...
-ponder_k_end = 0.5  # ...then k ramps up to ponder_k by 50%
+bottom_k_start = 0.2  # cross-entropy only for the first 20% of training...
+bottom_k_end = 0.5  # ...then k ramps up to bottom_k_frac by 50%
 
 learning_rate = 1e-3
 max_iters = 500

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaponder import AdaPonderConfig, AdaPonderLM, DenseKV, KVCache, preset
+from adaponder import AdaPonderConfig, AdaPonderLM, TrainingKV, KVCache, preset
 
 V, T = 64, 24
 
@@ -126,8 +126,8 @@ def test_no_pondering_is_a_plain_transformer():
 
 # ---- monotone halting and KV reuse ----
 
-class RecordingKV(DenseKV):
-    """DenseKV that records each pass's mask and the keys/values attention actually used."""
+class RecordingKV(TrainingKV):
+    """TrainingKV that records each pass's mask and the keys/values attention actually used."""
 
     def __init__(self, *a):
         super().__init__(*a)
@@ -181,7 +181,7 @@ def test_gradients_reach_every_gate_and_bottom_k_moves_them():
     def gate_grads(k, lam):
         model.zero_grad()
         model.config.ponder_lambda = lam
-        model(idx, tokens(seed=3), ponder_k=k).loss.backward()
+        model(idx, tokens(seed=3), bottom_k_frac=k).loss.backward()
         return [p.grad.clone() for g in model.gates for p in g.parameters()]
 
     for g in gate_grads(0.0, 0.1):  # CE alone already trains every gate, through s * e
