@@ -391,7 +391,7 @@ while True:
             loss = out.loss / gradient_accumulation_steps  # the mean over micro-batches
         scaler.scale(loss).backward()
         # remember the first step whose loss is nan or inf, without waiting for the GPU to say so now
-        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(out.ce), iter_num, first_bad_step)
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(out.ce), iter_num + 1, first_bad_step)
     if iter_num < gate_warmup_iters:
         drop_backbone_grads()
     if grad_clip > 0.0:

@@ -271,10 +271,10 @@ def test_pile_neox_downloads_the_tokenizer_once(tmp_path, monkeypatch):
     monkeypatch.setattr(pile.urllib.request, "urlopen", fake_urlopen)
     for _ in range(2):
         _, meta = pile.make_encoder("neox")
-        assert meta["tokenizer_json"] == str(tmp_path / "cache" / "pythia-70m" / "tokenizer.json")
+        assert meta["tokenizer_json"] == str(tmp_path / "cache" / "EleutherAI--pythia-70m" / "tokenizer.json")
     assert urls == [pile.TOKENIZER_URL]
-    assert (tmp_path / "cache/pythia-70m/tokenizer.json").read_bytes() == (tmp_path / "served.json").read_bytes()
-    assert not list((tmp_path / "cache" / "pythia-70m").glob("*.tmp"))
+    assert (tmp_path / "cache/EleutherAI--pythia-70m/tokenizer.json").read_bytes() == (tmp_path / "served.json").read_bytes()
+    assert not list((tmp_path / "cache" / "EleutherAI--pythia-70m").glob("*.tmp"))
 
 
 def test_pile_neox_offline_is_a_one_line_error(tmp_path, monkeypatch):
@@ -286,7 +286,7 @@ def test_pile_neox_offline_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pile.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit, match=r"^error: could not download .*no network.*--tokenizer_json") as e:
         pile.make_encoder("neox")
-    assert "\n" not in str(e.value) and not (tmp_path / "pythia-70m" / "tokenizer.json").exists()
+    assert "\n" not in str(e.value) and not (tmp_path / "EleutherAI--pythia-70m" / "tokenizer.json").exists()
 
 
 def test_pile_neox_bad_tokenizer_is_a_one_line_error(tmp_path):

@@ -45,10 +45,14 @@ def test_depths_really_vary():  # the fixture every consistency test below relie
 CHUNKINGS = [[T], [1] * T, [5, 1, 7, 2, 1, 8], [1, 23]]
 
 
-@pytest.mark.parametrize('halting,sizes', [('learned', s) for s in CHUNKINGS] + [('none', s) for s in CHUNKINGS]
-                         + [('fixed', [T])])  # 'fixed' draws depths per call: same draws only unchunked
-def test_cached_decoding_equals_training_forward(halting, sizes):
-    model, idx = make_model(halting), tokens()
+PONDERLM_SCALES = dict(embed_scale=8.0, first_embed_mult=3.0)  # the official PonderLM's embedding options
+
+
+@pytest.mark.parametrize('halting,sizes,options', [('learned', s, {}) for s in CHUNKINGS]
+                         + [('none', s, {}) for s in CHUNKINGS] + [('learned', CHUNKINGS[2], PONDERLM_SCALES)]
+                         + [('fixed', [T], {})])  # 'fixed' draws depths per call: same draws only unchunked
+def test_cached_decoding_equals_training_forward(halting, sizes, options):
+    model, idx = make_model(halting, **options), tokens()
     torch.manual_seed(5)
     ref = model(idx)
     torch.manual_seed(5)
@@ -105,11 +109,11 @@ def reference_lm(model, E):
     return F.layer_norm(x, (C,), model.ln_f.weight, model.ln_f.bias, cfg.layer_norm_eps) @ model.lm_head.weight.T
 
 
-@pytest.mark.parametrize('embed_scale', [1.0, 3.0])
-def test_ponderlm_equals_reference(embed_scale):
-    model, idx = make_model('none', embed_scale=embed_scale), tokens()
+@pytest.mark.parametrize('embed_scale,first_embed_mult', [(1.0, 1.0), (3.0, 1.0), (3.0, 3.0)])
+def test_ponderlm_equals_reference(embed_scale, first_embed_mult):
+    model, idx = make_model('none', embed_scale=embed_scale, first_embed_mult=first_embed_mult), tokens()
     W_in = model.wte.weight
-    E = W_in[idx] * embed_scale
+    E = W_in[idx] * embed_scale * first_embed_mult
     for _ in range(model.config.n_ponder):
         E = E + (reference_lm(model, E).softmax(-1) @ W_in) * embed_scale
     out = model(idx)
@@ -263,3 +267,129 @@ def test_generate_shapes_and_long_generation():
     out, depth = model.generate(idx, 100, temperature=1.0, top_k=5)  # 105 > block_size 64: cache restarts
     assert out.shape == (2, 105) and depth.shape == (2, 100)
     assert torch.equal(out[:, :5], idx) and depth.min() >= 1 and depth.max() <= 4
+
+
+# ---- mixed precision and half-precision weights ----
+
+def test_gate_gradient_survives_bf16_autocast():
+    """A gate whose logit is 8 has s = 0.99966: in bfloat16 that rounds to 1.0 and its gradient to 0, so the
+    token could never learn to halt. The gate value is computed in float32 from the logit."""
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=V, n_ponder=3))
+    for gate in model.gates:
+        torch.nn.init.constant_(gate[-1].bias, 8.0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = model(tokens(), tokens(seed=3), bottom_k_frac=0.0).loss  # cross-entropy alone
+    loss.backward()
+    assert all(gate[-1].bias.grad.abs().item() > 0 for gate in model.gates)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_weights(dtype):
+    """A model stored in 16 bits (a large checkpoint loaded to save memory) trains' forward, step() and
+    generate() all run, and decoding still equals the forward (the same kernels on the same numbers)."""
+    model, idx = make_model().to(dtype), tokens()
+    ref = model(idx)
+    assert ref.logits.dtype == dtype
+    logits, depth = decode_in_chunks(model, idx, [5, 1, 7, 2, 1, 8])
+    assert torch.equal(depth, ref.depth) and len(depth.unique()) > 1
+    torch.testing.assert_close(logits, ref.logits, atol=4 * 2 ** -8 * ref.logits.abs().max().item(), rtol=0)
+    out, new_depth = model.generate(idx[:, :5], 10)
+    assert out.shape == (2, 15) and new_depth.shape == (2, 10)
+
+
+@pytest.mark.parametrize('sizes', [[T], [1] * T, [5, 1, 7, 2, 1, 8]])
+def test_cached_decoding_equals_training_forward_under_bf16_autocast(sizes):
+    """Under autocast the two paths multiply matrices of different shapes and keep the cache in bfloat16, so
+    logits agree only to bfloat16's precision: 8 significant bits, i.e. a relative step of 2**-8 per rounding.
+    We allow 4 such steps at the logits' scale. The depths must still be identical: the gates here are far
+    from tau, further than any rounding moves them."""
+    model, idx = make_model(), tokens()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ref = model(idx)
+        logits, depth = decode_in_chunks(model, idx, sizes)
+    assert torch.equal(depth, ref.depth) and len(depth.unique()) > 1
+    tolerance = 4 * 2 ** -8 * ref.logits.float().abs().max().item()
+    torch.testing.assert_close(logits.float(), ref.logits.float(), atol=tolerance, rtol=0)
+
+
+# ---- small things: edge cases of the loss and the inputs ----
+
+def test_gate_loss_is_zero_when_every_token_halted_at_the_first_gate():
+    s = [torch.tensor([[0.01, 0.02]]), torch.tensor([[0.01, 0.02]])]
+    nobody_runs_on = [torch.zeros(1, 2, dtype=torch.bool)] * 2
+    assert AdaPonderLM.gate_loss(s, nobody_runs_on, 0.1).item() == 0.0
+
+
+def test_forward_gate_loss_counts_only_gates_that_let_their_token_go_on():
+    """Recompute the gate loss from the recorded masks: gate i's entries count where the token runs pass i+1."""
+    model, idx = make_model(), tokens()
+    kv = RecordingKV((model.rope_cos, model.rope_sin), T, 0.0)
+    _, depth, (gates, _) = model.ponder(idx, kv)
+    masks = kv.masks[1:] + [torch.zeros_like(kv.masks[0])] * (len(gates) + 1 - len(kv.masks))
+    live_values = torch.cat([g[m] for g, m in zip(gates, masks)]).sort().values
+    n_keep = math.ceil(0.3 * len(live_values))
+    expected = live_values[:n_keep].mean()
+    assert 0 < len(live_values) < sum(g.numel() for g in gates)  # some halted: the mask matters
+    got = model(idx, tokens(seed=3), bottom_k_frac=0.3).gate_loss
+    torch.testing.assert_close(got, expected)
+
+
+def test_targets_need_not_be_contiguous():
+    model, idx = make_model(), tokens()
+    targets = tokens(n=2 * T, seed=3)[:, ::2]  # a strided view
+    assert not targets.is_contiguous()
+    assert torch.isfinite(model(idx, targets).loss)
+
+
+def test_a_changing_bottom_k_tensor_never_recompiles():
+    """train.py passes the bottom-k schedule as a 0-d tensor: compiled once for training and once for
+    evaluation (grad mode differs), the whole ramp runs on those graphs. (The backend does not matter for
+    recompilation; 'eager' skips code generation.)"""
+    import torch._dynamo
+    model, idx = make_model(), tokens()
+    compiled = torch.compile(model, backend='eager')
+
+    def train_step(k):
+        model.train()
+        compiled(idx, idx, bottom_k_frac=torch.tensor(k)).loss.backward()
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            compiled(idx, idx, bottom_k_frac=torch.tensor(0.0))
+
+    torch._dynamo.reset()
+    try:
+        train_step(0.0)
+        evaluate()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for k in (0.02, 0.05, 0.1):
+                train_step(k)
+            evaluate()
+    finally:
+        torch._dynamo.reset()
+
+
+# ---- generation past the context ----
+
+def reference_generate(model, idx, n):
+    """Greedy generation with forward() over a sliding window, as generate() promises: when the context is
+    full, start again from its last half."""
+    L, start = model.config.block_size, max(0, idx.shape[1] - model.config.block_size)
+    depths = []
+    for _ in range(n):
+        out = model(idx[:, start:])
+        depths.append(out.depth[:, -1])
+        idx = torch.cat([idx, out.logits[:, -1].argmax(-1, keepdim=True)], 1)
+        if idx.shape[1] - start > L:  # the window would overflow: keep its last half
+            start = idx.shape[1] - L // 2
+    return idx, torch.stack(depths, 1)
+
+
+def test_generation_past_the_context_restarts_from_the_last_half():
+    model, idx = make_model(), tokens(B=2, n=5)
+    n = 2 * model.config.block_size  # two restarts
+    out, depth = model.generate(idx, n, temperature=0)
+    ref, ref_depth = reference_generate(model, idx, n)
+    assert torch.equal(out, ref) and torch.equal(depth, ref_depth)

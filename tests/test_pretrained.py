@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from adaponder import AdaPonderLM
 
@@ -76,8 +76,8 @@ def test_pondering_on_an_imported_backbone(tmp_path):
 
 def test_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))  # never touch the real cache
-    with pytest.raises(ValueError, match='neither a directory nor a Pythia model.*pythia-70m'):
-        AdaPonderLM.from_pretrained('pythia-7m')
+    with pytest.raises(ValueError, match='neither a directory nor a model-hub id'):
+        AdaPonderLM.from_pretrained('no-such-dir')
     with pytest.raises(FileNotFoundError, match='needs config.json and model.safetensors or pytorch_model.bin'):
         AdaPonderLM.from_pretrained(str(tmp_path))
     reference(tmp_path / 'ref')
@@ -90,22 +90,119 @@ def test_clear_errors(tmp_path, monkeypatch):
         AdaPonderLM.from_pretrained(str(tmp_path / 'ref'))
 
 
-def test_download_from_the_hub_once(tmp_path, monkeypatch):
-    """A hub name downloads config.json and weights into the cache once; the hub is faked by local files."""
-    hf = reference(tmp_path / 'hub')
-    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))
+def fake_hub(monkeypatch, folder, hub_id):
+    """Serve folder's files as the model hub's repository hub_id (404 for the rest); returns the files fetched."""
     real_urlopen, fetched = urllib.request.urlopen, []
 
-    def fake_hub(url, timeout=None):
-        assert url.startswith('https://huggingface.co/EleutherAI/pythia-70m/resolve/main/')
-        fetched.append(url.rsplit('/', 1)[1])
-        return real_urlopen((tmp_path / 'hub' / fetched[-1]).as_uri())
-    monkeypatch.setattr('urllib.request.urlopen', fake_hub)
+    def urlopen(url, timeout=None):
+        prefix = f'https://huggingface.co/{hub_id}/resolve/main/'
+        assert url.startswith(prefix)
+        name = url[len(prefix):]
+        if not (folder / name).is_file():
+            raise urllib.error.HTTPError(url, 404, 'Not Found', None, None)
+        fetched.append(name)
+        return real_urlopen((folder / name).as_uri())
+    monkeypatch.setattr('urllib.request.urlopen', urlopen)
+    return fetched
+
+
+def test_download_from_the_hub_once(tmp_path, monkeypatch):
+    """A Pythia name downloads config.json and weights into the cache once; the hub is faked by local files."""
+    hf = reference(tmp_path / 'hub')
+    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))
+    fetched = fake_hub(monkeypatch, tmp_path / 'hub', 'EleutherAI/pythia-70m')
     model = AdaPonderLM.from_pretrained('pythia-70m', n_ponder=0).eval()
     assert fetched == ['config.json', 'model.safetensors'] and max_logit_diff(hf, model) < 1e-4
-    assert sorted(f.name for f in (tmp_path / 'cache' / 'pythia-70m').iterdir()) == sorted(fetched)  # no .tmp
+    cached = tmp_path / 'cache' / 'EleutherAI--pythia-70m'
+    assert sorted(f.name for f in cached.iterdir()) == sorted(fetched)  # no .tmp left
     AdaPonderLM.from_pretrained('EleutherAI/pythia-70m')  # cached: no second download
     assert len(fetched) == 2
+
+
+def test_any_hub_id_and_sharded_weights(tmp_path, monkeypatch):
+    """Any owner/name; weights in shards with an index (how large checkpoints are saved), .bin files here."""
+    hf = reference(tmp_path / 'ref')
+    weights = load_file(tmp_path / 'ref' / 'model.safetensors')
+    names = sorted(weights)
+    (tmp_path / 'hub').mkdir()
+    (tmp_path / 'hub' / 'config.json').write_text((tmp_path / 'ref' / 'config.json').read_text())
+    halves = {'pytorch_model-00001-of-00002.bin': names[:len(names) // 2],
+              'pytorch_model-00002-of-00002.bin': names[len(names) // 2:]}
+    for file, keys in halves.items():
+        torch.save({k: weights[k] for k in keys}, tmp_path / 'hub' / file)
+    index = {'weight_map': {k: file for file, keys in halves.items() for k in keys}}
+    (tmp_path / 'hub' / 'pytorch_model.bin.index.json').write_text(json.dumps(index))
+    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))
+    fetched = fake_hub(monkeypatch, tmp_path / 'hub', 'someone/tiny-neox')
+    model = AdaPonderLM.from_pretrained('someone/tiny-neox', n_ponder=0).eval()
+    assert fetched == ['config.json', 'pytorch_model.bin.index.json', *halves]  # safetensors: 404, skipped
+    assert max_logit_diff(hf, model) < 1e-4
+
+
+# ---- the official PonderLM checkpoints (LUMIA-Group/PonderingLM, e.g. zeng123/PonderingPythia-1.4B) ----
+
+def ponderlm_checkpoint(folder, scale_embeds, multiply, K=3):
+    """A tiny random checkpoint in the official PonderLM format: a GPT-NeoX config.json with the pondering keys,
+    Pythia's weight names, and the `adapter` weight the official class declares and never uses."""
+    hf = reference(folder)
+    config = json.loads((folder / 'config.json').read_text())
+    config.update(ponderinglm=True, pondering_steps=K, scale_embeds=scale_embeds, mutiply_pondering_steps=multiply)
+    (folder / 'config.json').write_text(json.dumps(config))
+    weights = load_file(folder / 'model.safetensors')
+    weights['adapter.weight'] = torch.randn(64, 128)
+    save_file(weights, folder / 'model.safetensors')
+    return hf
+
+
+def official_ponderlm_logits(hf, idx, K, scale_embeds, multiply):
+    """The official PonderLM forward (its GPTNeoXForCausalLM.forward with ponderinglm on), re-written on
+    transformers' GPTNeoXModel: K pondering passes, each adding softmax(logits) @ W_in to the input, then a final
+    pass. sqrt(d) is computed in the weights' dtype, as there."""
+    E0 = hf.gpt_neox.embed_in(idx)
+    W = hf.gpt_neox.embed_in.weight
+    if scale_embeds:
+        scale = torch.sqrt(torch.tensor(E0.shape[-1], dtype=E0.dtype))
+        E0, W = E0 * scale, W * scale
+    embed_out = hf.get_output_embeddings()  # 'embed_out' on disk and in the official class
+    x = E0 * K if multiply else E0
+    for _ in range(K):
+        h = hf.gpt_neox(inputs_embeds=x).last_hidden_state
+        x = x + torch.softmax(embed_out(h), dim=-1) @ W
+    return embed_out(hf.gpt_neox(inputs_embeds=x).last_hidden_state)
+
+
+@pytest.mark.parametrize('scale_embeds', [False, True])
+@pytest.mark.parametrize('multiply', [False, True])
+def test_ponderlm_import_reproduces_the_official_forward(tmp_path, scale_embeds, multiply):
+    hf = ponderlm_checkpoint(tmp_path, scale_embeds, multiply)
+    model = AdaPonderLM.from_pretrained(tmp_path, halting='none').eval()
+    cfg = model.config
+    assert cfg.n_ponder == 3 and cfg.first_embed_mult == (3 if multiply else 1)
+    assert cfg.embed_scale == pytest.approx(8.0 if scale_embeds else 1.0)  # sqrt(64)
+    idx = torch.randint(0, V, (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        official = official_ponderlm_logits(hf, idx, 3, scale_embeds, multiply)
+        ours = model(idx)
+    assert (ours.depth == 4).all()
+    assert (official - ours.logits).abs().max().item() < 1e-4
+    # as an AdaPonderLM (new gates) it decodes what its forward computes, with these embedding scales too
+    adaptive = AdaPonderLM.from_pretrained(tmp_path).eval()
+    cache = adaptive.new_cache(2, 32)
+    steps = [adaptive.step(idx[:, :20], cache), adaptive.step(idx[:, 20:], cache)]
+    full = adaptive(idx)
+    assert torch.equal(torch.cat([s.depth for s in steps], 1), full.depth)
+    torch.testing.assert_close(torch.cat([s.logits for s in steps], 1), full.logits, atol=1e-4, rtol=0)
+
+
+def test_ponderlm_pondering_comes_from_the_checkpoint(tmp_path):
+    ponderlm_checkpoint(tmp_path, True, True)
+    with pytest.raises(ValueError, match='n_ponder=2 conflicts with the checkpoint'):
+        AdaPonderLM.from_pretrained(tmp_path, n_ponder=2)
+    with pytest.raises(ValueError, match='embed_scale=1.0 conflicts'):
+        AdaPonderLM.from_pretrained(tmp_path, embed_scale=1.0)
+    model = AdaPonderLM.from_pretrained(tmp_path, halt_threshold=0.01)  # the gates' knobs are ours to set
+    assert len(model.gates) == 3 and model.config.halt_threshold == 0.01
+
 
 
 def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
@@ -114,7 +211,7 @@ def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError('network is unreachable')
     monkeypatch.setattr('urllib.request.urlopen', offline)
-    with pytest.raises(ValueError, match=r'could not download pythia-70m .*network is unreachable.*local directory'):
+    with pytest.raises(ValueError, match=r'could not download EleutherAI/pythia-70m .*network is unreachable.*local directory'):
         AdaPonderLM.from_pretrained('EleutherAI/pythia-70m')
 
 

@@ -4,6 +4,7 @@ train.py as a subprocess with a tiny model on a small toy dataset."""
 import importlib.util
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -144,29 +145,91 @@ def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp
     assert (trained['gates.0.2.bias'] != pretrained['gates.0.2.bias']).all()  # the gates did train
 
 
+def train_in_process(monkeypatch, *args):
+    """Run train.py in this process (no interpreter start-up); returns the SystemExit message, or None."""
+    monkeypatch.setattr(sys, 'argv', ['train.py', *args])
+    monkeypatch.chdir(ROOT)
+    try:
+        runpy.run_path('train.py', run_name='__main__')
+    except SystemExit as e:
+        return str(e.code)
+    return None
+
+
 def bad_inputs(data_dir, tmp_path):
-    """(arguments, exit code, words the error line must contain) for each kind of bad input."""
+    """(arguments, words the error line must contain) for each kind of bad input."""
     empty = tmp_path / 'empty'
     shutil.copytree(data_dir / 'toy', empty / 'toy')
     open(empty / 'toy' / 'train.bin', 'wb').close()
     (tmp_path / 'corrupt').mkdir()
     (tmp_path / 'corrupt' / 'ckpt.pt').write_bytes(b'not a checkpoint')
     return {
-        'missing dataset': ([f'--data_dir={tmp_path}', '--dataset=shakespeare_char'], 1,
+        'missing dataset': ([f'--data_dir={tmp_path}', '--dataset=shakespeare_char'],
                             'train.bin not found; run python data/shakespeare_char/prepare.py'),
-        'unknown override': (['--max_iter=5'], 2, "unknown config key 'max_iter'"),
-        'wrong type': (['--max_iters=many'], 2, 'max_iters must be int'),
-        'corrupt checkpoint': (['--init_from=resume', f'--out_dir={tmp_path / "corrupt"}'], 1,
+        'unknown setting': (['--max_iter=5'], "unknown setting 'max_iter' (from --max_iter=5); did you mean max_iters?"),
+        'wrong type': (['--max_iters=many'], 'max_iters must be int'),
+        'missing config file': (['config/nope.py'], 'config file config/nope.py not found'),
+        'zero batch': (['--batch_size=0'], 'batch_size=0 must be at least 1'),
+        'corrupt checkpoint': (['--init_from=resume', f'--out_dir={tmp_path / "corrupt"}'],
                                'not a readable AdaPonder checkpoint'),
-        'empty train.bin': ([f'--data_dir={empty}'], 1, 'train.bin holds 0 tokens'),
+        'empty train.bin': ([f'--data_dir={empty}'], 'train.bin holds 0 tokens'),
     }
 
 
-@pytest.mark.parametrize('case', ['missing dataset', 'unknown override', 'wrong type', 'corrupt checkpoint',
-                                  'empty train.bin'])
-def test_bad_input_gives_one_line_error(case, data_dir, tmp_path):
-    args, code, words = bad_inputs(data_dir, tmp_path)[case]
-    result = train(f'--data_dir={data_dir}', f'--out_dir={tmp_path / "out"}', *TINY, *args, expect_ok=False)
-    assert result.returncode == code
-    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
-    assert words in result.stderr
+@pytest.mark.parametrize('case', ['missing dataset', 'unknown setting', 'wrong type', 'missing config file',
+                                  'zero batch', 'corrupt checkpoint', 'empty train.bin'])
+def test_bad_input_gives_one_line_error(case, data_dir, tmp_path, monkeypatch):
+    args, words = bad_inputs(data_dir, tmp_path)[case]
+    message = train_in_process(monkeypatch, f'--data_dir={data_dir}', f'--out_dir={tmp_path / "out"}', *TINY, *args)
+    assert message is not None and message.startswith('error: ') and '\n' not in message, message
+    assert words in message
+
+
+def test_bad_input_from_the_command_line_is_one_line_on_stderr(tmp_path):
+    result = train(f'--out_dir={tmp_path}', '--batch_size=0', expect_ok=False)
+    assert result.returncode == 1 and result.stderr == 'error: batch_size=0 must be at least 1; pass e.g. --batch_size=1\n'
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    """A weight turned to inf after the 4th update stands for a diverging run (as --learning_rate=100 would
+    be, only sooner and surely): step 5's loss is nan. The run must stop at the next check - here the eval
+    at step 6, which would otherwise save nan weights - and leave step 3's checkpoint as it was."""
+    real_step, updates = torch.optim.AdamW.step, []
+
+    def step_then_diverge(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        updates.append(1)
+        if len(updates) == 4:
+            with torch.no_grad():
+                self.param_groups[0]['params'][0].fill_(float('inf'))
+        return result
+    monkeypatch.setattr(torch.optim.AdamW, 'step', step_then_diverge)
+    args = (f'--data_dir={data_dir}', f'--out_dir={tmp_path}', *TINY, '--max_iters=9', '--eval_interval=3',
+            '--log_interval=100')
+    message = train_in_process(monkeypatch, *args)
+    assert message.startswith('error: the training loss became nan or inf at step 5;') and '--learning_rate' in message
+    assert len(updates) == 6  # it stopped at the check before the eval at step 6
+    kept = load(tmp_path)
+    assert kept['iter_num'] == 3 and all(torch.isfinite(t).all() for t in kept['model'].values())
+
+
+def test_a_compiled_run_compiles_once(data_dir, tmp_path, monkeypatch):
+    """Two graphs - evaluation (no grad) at step 0, training at step 1 - and then no recompilation while the
+    bottom-k fraction ramps from 0 to 0.1 (steps 2 to 4) and through the evals at steps 4 and 8. The
+    'eager' backend keeps the test fast; recompilation is decided before any backend runs."""
+    import torch._dynamo
+    real_compile, real_step = torch.compile, torch.optim.AdamW.step
+
+    def step_then_forbid_recompiles(self, *args, **kwargs):
+        torch._dynamo.config.error_on_recompile = True  # both graphs exist by the first update
+        return real_step(self, *args, **kwargs)
+    monkeypatch.setattr(torch, 'compile', lambda model, **kwargs: real_compile(model, backend='eager'))
+    monkeypatch.setattr(torch.optim.AdamW, 'step', step_then_forbid_recompiles)
+    monkeypatch.setattr(torch._dynamo.config, 'error_on_recompile', False)  # restored after the test
+    torch._dynamo.reset()
+    try:
+        assert train_in_process(monkeypatch, f'--data_dir={data_dir}', f'--out_dir={tmp_path}', *TINY,
+                                '--compile=True', '--max_iters=8', '--eval_interval=4') is None
+    finally:
+        torch._dynamo.reset()
+    assert load(tmp_path)['iter_num'] == 8

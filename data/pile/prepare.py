@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def pythia_tokenizer():
     """Path of Pythia's tokenizer.json, downloaded once into the cache adaponder.read_neox_checkpoint uses."""
-    cache = os.path.join(os.environ.get("ADAPONDER_CACHE", os.path.expanduser("~/.cache/adaponder")), "pythia-70m")
+    cache_root = os.environ.get("ADAPONDER_CACHE", os.path.expanduser("~/.cache/adaponder"))
+    cache = os.path.join(cache_root, "EleutherAI--pythia-70m")
     path = os.path.join(cache, "tokenizer.json")
     if not os.path.isfile(path):
         try:  # into .tmp, then rename: an interrupted download is never taken for a whole one
