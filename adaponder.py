@@ -655,7 +655,8 @@ def read_neox_checkpoint(name_or_path):
     return hf, weights, path
 
 
-WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']
+WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json',  # in the order they are looked for
+                'pytorch_model.bin', 'pytorch_model.bin.index.json']
 
 
 def weight_files(path):

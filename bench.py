@@ -8,128 +8,94 @@ across machines (nanoGPT's bench.py times a training step; this one also times t
    halting: halting='fixed' draws each token's depth from a seeded RNG, so the mean passes is set and repeats
 3) prefill of a long prompt through the cache: full depth against the same controlled halting
 Each row is one printed line of key=value pairs; a final section checks the targets of the issue.
+With ckpt=PATH it times only a trained checkpoint's decoding, its learned halting against full depth.
 
-$ python bench.py                                   # the device's default shapes: GPT-2 small on cuda
+$ python bench.py                                   # the device's preset: GPT-2 small on cuda, 'small' elsewhere
 $ python bench.py --device=cpu --new_tokens=32      # any setting below as --key=value
+$ python bench.py --ckpt=out-toy/ckpt.pt            # what a trained model's gates buy in decoding tokens/s
 """
 
 import math
 import os
 import platform
 import statistics
-import sys
 import time
-from contextlib import nullcontext
 
 import torch
 from tqdm import tqdm
 
-from adaponder import AdaPonderConfig, AdaPonderLM, device_peak_flops
+from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops, load_checkpoint
+from configurator import configure, die, pick_device
 
 # -----------------------------------------------------------------------------
-# settings: the device picks a preset of shapes; any setting can be overridden with --key=value
-
-DEFAULTS = dict(
-    device='cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu',
-    preset='',  # 'gpt2' (the issue's shapes, for a GPU) or 'small' (a few minutes on a CPU); '': by device
-    n_ponder=3,  # K of the pondering models: K+1 passes per token
-    fixed_mean_depth=2.0,  # controlled halting: mean passes per token, out of K+1
-    fixed_depth_dist='uniform',  # and how the depths spread around it ('uniform' or 'geometric')
-    seed=1337,  # controlled halting draws depths from torch's RNG: reseeding repeats them exactly
-    peak_tflops=0.0,  # peak of the device for MFU; 0: look a CUDA GPU up in adaponder.PEAK_BF16_TFLOPS
-)
+# settings: the device picks a preset of shapes ('gpt2' on cuda, 'small' elsewhere); a setting given
+# explicitly (--key=value or a config file) wins over its preset's value
+device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = 'auto'  # 'auto': bfloat16 on GPUs that have it (else float16), float32 elsewhere
+compile = False  # torch.compile the training step; cuda turns it on unless set (a CPU would only wait for it)
+preset = ''  # 'gpt2' (GPT-2 small, the issue's shapes, for a GPU) or 'small' (minutes on a CPU); '': by device
+ckpt = ''  # the path of a trained checkpoint: time only its decoding, learned halting against full depth
+n_ponder = 3  # K of the pondering models: K+1 passes per token
+fixed_mean_depth = 2.0  # controlled halting: mean passes per token, out of K+1
+fixed_depth_dist = 'uniform'  # and how the depths spread around it ('uniform' or 'geometric')
+seed = 1337  # controlled halting draws depths from torch's RNG: reseeding repeats them exactly
+peak_tflops = 0.0  # peak of the device for MFU; 0: look a CUDA GPU up in adaponder.PEAK_BF16_TFLOPS
+# shapes: the values of the 'gpt2' preset, GPT-2 small, the shape nanoGPT's MFU is known at
+n_layer = 12
+n_head = 12
+n_embd = 768
+vocab_size = 50304
+block_size = 1024
+batch_size = 8  # training: batch_size x block_size tokens per step
+warmup = 5  # untimed training steps first: compilation, allocator, kernel choice
+iters = 20  # timed training steps
+decode_batch_sizes = '1,16'  # decoding is timed at each of these batch sizes
+prompt_len = 256  # decoding: prompt tokens...
+new_tokens = 256  # ...and new tokens, greedy
+nocache_stride = 1  # (a) times every nocache_stride-th step: each costs more than the last
+prefill_len = 1024  # prefill: prompt tokens
+repeats = 3  # decoding and prefill: the median of this many timed runs
+# -----------------------------------------------------------------------------
 PRESETS = {
-    'gpt2': dict(  # GPT-2 small, the shape nanoGPT's MFU is known at
-        n_layer=12, n_head=12, n_embd=768, vocab_size=50304, block_size=1024,
-        batch_size=8, warmup=5, iters=20,  # training: batch_size x block_size tokens per step
-        decode_batch_sizes=(1, 16), prompt_len=256, new_tokens=256, nocache_stride=1,
-        prefill_len=1024, repeats=3),  # decoding and prefill: median of `repeats` timed runs
+    'gpt2': {},  # the values above
     'small': dict(  # a few minutes on a laptop CPU; the vocabulary stays real: its products cost most here
-        n_layer=4, n_head=4, n_embd=256, vocab_size=50304, block_size=256,
-        batch_size=1, warmup=1, iters=5,
-        decode_batch_sizes=(1, 16), prompt_len=64, new_tokens=64, nocache_stride=8,
-        prefill_len=256, repeats=3),
+        n_layer=4, n_head=4, n_embd=256, block_size=256, batch_size=1, warmup=1, iters=5, prompt_len=64,
+        new_tokens=64, nocache_stride=8, prefill_len=256),
 }
-DTYPES = dict(float32=torch.float32, bfloat16=torch.bfloat16, float16=torch.float16)
-COUNTS = ['n_layer', 'n_head', 'vocab_size', 'batch_size', 'iters', 'prompt_len', 'new_tokens', 'nocache_stride',
-          'prefill_len', 'repeats']  # settings that must be at least 1
-
-
-def device_defaults(device_type):
-    """Settings that depend on the device: GPUs get the issue's shapes, bf16 autocast and torch.compile."""
-    if device_type == 'cuda':
-        bf16 = torch.cuda.is_bf16_supported()
-        return dict(preset='gpt2', dtype='bfloat16' if bf16 else 'float16', compile=True)
-    return dict(preset='small', dtype='float32', compile=False)  # cpu, mps: plain eager float32
-
-
-def parse_args(argv):
-    """--key=value against the defaults (device and preset first: they choose the others)."""
-    given = {}
-    for arg in argv:
-        key, has_value, text = arg[2:].partition('=')
-        if not arg.startswith('--') or not has_value:
-            raise ValueError(f"bad argument {arg!r}; write settings as --key=value, e.g. --device=cpu")
-        given[key] = text
-    device = given.pop('device', DEFAULTS['device'])
-    defaults = {**DEFAULTS, 'device': device, **device_defaults(torch.device(check_device(device)).type)}
-    preset = given.pop('preset', '') or defaults['preset']
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-    opt = {**defaults, **PRESETS[preset], 'preset': preset}
-    for key, text in given.items():
-        if key not in opt:
-            raise ValueError(f"unknown setting --{key}; settings are: {', '.join(opt)}")
-        opt[key] = convert(key, text, opt[key])
-    check(opt)
-    return opt
-
-
-def convert(key, text, default):
-    """The text of --key=text as the type of its default; '1,16' for a tuple of integers."""
-    try:
-        if isinstance(default, bool):
-            return {'true': True, '1': True, 'false': False, '0': False}[text.lower()]
-        if isinstance(default, tuple):
-            return tuple(int(t) for t in text.split(','))
-        return type(default)(text)
-    except (KeyError, ValueError):
-        raise ValueError(f"--{key}={text} is not like its default {default!r}; e.g. --{key}={default}") from None
-
-
-def check_device(name):
-    try:
-        kind = torch.device(name).type
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:1 or mps") from None
-    if not dict(cuda=torch.cuda.is_available, mps=torch.backends.mps.is_available).get(kind, lambda: True)():
-        raise ValueError(f"device {name} is not available on this machine; pass --device=cpu")
-    return name
-
-
-def check(opt):
-    K = opt['n_ponder']
-    checks = [(opt['dtype'] in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
-              (K >= 1, "--n_ponder must be >= 1 (the K=0 row is always run)"),
-              (1 <= opt['fixed_mean_depth'] <= K + 1, f"--fixed_mean_depth must lie in [1, {K + 1}]"),
-              (opt['n_embd'] % opt['n_head'] == 0, "--n_embd must be a multiple of --n_head"),
-              (opt['prompt_len'] + opt['new_tokens'] <= opt['block_size'],
-               "--prompt_len + --new_tokens must fit --block_size"),
-              (opt['prefill_len'] <= opt['block_size'], "--prefill_len must fit --block_size"),
-              (opt['fixed_depth_dist'] in ('uniform', 'geometric'),
-               "--fixed_depth_dist must be uniform or geometric"),
-              (opt['warmup'] >= 0 and min(opt[k] for k in COUNTS) >= 1 and min(opt['decode_batch_sizes']) >= 1,
-               f"--warmup must be >= 0, --decode_batch_sizes and --{', --'.join(COUNTS)} >= 1")]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"{message}; fix the setting")
-
+explicit = configure(globals())  # the settings given explicitly
+device, dtype, autocast = pick_device(device, dtype)
+device = torch.device(device)
+preset = preset or ('gpt2' if device.type == 'cuda' else 'small')
+if preset not in PRESETS:
+    die(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}, or '' to let the device choose")
+for key, value in PRESETS[preset].items():
+    if key not in explicit:
+        globals()[key] = value
+compile = compile if 'compile' in explicit else device.type == 'cuda'
+try:
+    decode_batch_sizes = [int(b) for b in decode_batch_sizes.split(',')]
+except ValueError:
+    die(f"decode_batch_sizes={decode_batch_sizes!r} is not integers and commas; e.g. --decode_batch_sizes=1,16")
+counts = dict(n_layer=n_layer, n_head=n_head, vocab_size=vocab_size, batch_size=batch_size, iters=iters,
+              prompt_len=prompt_len, new_tokens=new_tokens, nocache_stride=nocache_stride, prefill_len=prefill_len,
+              repeats=repeats)  # settings that must be at least 1
+checks = [(n_ponder >= 1, "n_ponder must be >= 1 (the K=0 row is always run)"),
+          (1 <= fixed_mean_depth <= n_ponder + 1, f"fixed_mean_depth must lie in [1, {n_ponder + 1}]"),
+          (n_embd % n_head == 0, "n_embd must be a multiple of n_head"),
+          (prompt_len + new_tokens <= block_size, "prompt_len + new_tokens must fit block_size"),
+          (prefill_len <= block_size, "prefill_len must fit block_size"),
+          (fixed_depth_dist in ('uniform', 'geometric'), "fixed_depth_dist must be uniform or geometric"),
+          (warmup >= 0 and min(counts.values()) >= 1 and min(decode_batch_sizes) >= 1,
+           f"warmup must be >= 0, decode_batch_sizes and {', '.join(counts)} >= 1")]
+for ok, message in checks:
+    if not ok:
+        die(f"{message}; fix the setting")
 
 # -----------------------------------------------------------------------------
 # timing
 
 
-def sync(device):
+def sync():
     """Wait for the device: GPU calls return before the work is done."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -137,44 +103,44 @@ def sync(device):
         torch.mps.synchronize()
 
 
-def seconds(fns, device, repeats):
-    """Median wall time of each function in fns (name: function) over `repeats` rounds, and each one's
+def seconds(fns, rounds):
+    """Median wall time of each function in fns (name: function) over `rounds` rounds, and each one's
     last result. The functions take turns within a round, so a busy neighbour or a change of clock
     slows them alike: the ratios between them hold even when the absolute times wander."""
     times, outs = {name: [] for name in fns}, {}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, fn in fns.items():
-            sync(device)
+            sync()
             t0 = time.perf_counter()
             outs[name] = fn()
-            sync(device)
+            sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items() if t}, outs
 
 
-def make_model(opt, device, n_ponder, halting):
-    torch.manual_seed(opt['seed'])  # same seed, same shapes: the K=3 models share their backbone weights
-    cfg = AdaPonderConfig(**{k: opt[k] for k in ('n_layer', 'n_head', 'n_embd', 'vocab_size', 'block_size')},
-                          n_ponder=n_ponder, halting=halting, fixed_depth_dist=opt['fixed_depth_dist'],
-                          fixed_mean_depth=opt['fixed_mean_depth'])
+def make_model(K, halting):
+    torch.manual_seed(seed)  # same seed, same shapes: the K=3 models share their backbone weights
+    cfg = AdaPonderConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, block_size=block_size,
+                          n_ponder=K, halting=halting, fixed_depth_dist=fixed_depth_dist,
+                          fixed_mean_depth=fixed_mean_depth)
     return AdaPonderLM(cfg).to(device)
 
 
-def random_tokens(opt, device, B, T):
-    g = torch.Generator().manual_seed(opt['seed'])
-    return torch.randint(opt['vocab_size'], (B, T), generator=g).to(device)
+def random_tokens(B, T, n_vocab):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(n_vocab, (B, T), generator=g).to(device)
 
 
 # -----------------------------------------------------------------------------
 # 1) training step
 
 
-def train_step(opt, device, autocast, n_ponder, halting):
+def train_step(K, halting):
     """A function running one whole training step of a new model, and the model's FLOPs per token."""
-    model = make_model(opt, device, n_ponder, halting)
+    model = make_model(K, halting)
     optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
-    forward = torch.compile(model) if opt['compile'] else model
-    x = random_tokens(opt, device, opt['batch_size'], opt['block_size'])
+    forward = torch.compile(model) if compile else model
+    x = random_tokens(batch_size, block_size, vocab_size)
     y = x.roll(-1, dims=1)  # the targets' values do not change the step's cost
 
     def step():  # no GradScaler for float16: a bench times steps, it does not need them to converge
@@ -186,15 +152,15 @@ def train_step(opt, device, autocast, n_ponder, halting):
     return step, model.training_flops_per_token()
 
 
-def bench_train(opt, device, autocast):
+def bench_train():
     """Tokens/s of each training mode, and the model FLOP/s each achieves (for MFU). The models live
     side by side and take turns, step by step."""
-    K, steps, flops = opt['n_ponder'], {}, {}
-    for mode, n_ponder, halting in [('K0', 0, 'none'), (f'K{K}-none', K, 'none'), (f'K{K}-learned', K, 'learned')]:
-        steps[mode], flops[mode] = train_step(opt, device, autocast, n_ponder, halting)
-    seconds(steps, device, opt['warmup'])  # compilation, allocator, kernel choice
-    dt, _ = seconds(steps, device, opt['iters'])
-    tok_s = {mode: opt['batch_size'] * opt['block_size'] / dt[mode] for mode in steps}
+    K, steps, flops = n_ponder, {}, {}
+    for mode, k, halting in [('K0', 0, 'none'), (f'K{K}-none', K, 'none'), (f'K{K}-learned', K, 'learned')]:
+        steps[mode], flops[mode] = train_step(k, halting)
+    seconds(steps, warmup)  # compilation, allocator, kernel choice
+    dt, _ = seconds(steps, iters)
+    tok_s = {mode: batch_size * block_size / dt[mode] for mode in steps}
     return tok_s, {mode: flops[mode] * tok_s[mode] for mode in steps}
 
 
@@ -202,57 +168,57 @@ def bench_train(opt, device, autocast):
 # 2) decoding and 3) prefill, all with one K=3 model whose halting rule is switched per run
 
 
-def run_generate(model, opt, prompt, halting):
+def run_generate(model, prompt, halting, n_new=None):
     """model.generate (greedy), the prompt's prefill included: that is what a user waits for."""
     model.config.halting = halting
-    torch.manual_seed(opt['seed'])  # 'fixed' draws every token's depth from the RNG: same draws each repeat
-    return model.generate(prompt, opt['new_tokens'], temperature=0)
+    torch.manual_seed(seed)  # 'fixed' draws every token's depth from the RNG: same draws each repeat
+    return model.generate(prompt, n_new or new_tokens, temperature=0)
 
 
-def nocache_seconds(model, opt, device, tokens):
+def nocache_seconds(model, tokens):
     """PonderLM's generate: no cache, each new token reruns all K+1 passes over the whole prefix. The
     cost grows with the prefix, so timing every nocache_stride-th step, weighted by the steps it stands
     for, estimates the whole loop (slightly low: each timed step is the shortest of its group).
     tokens: (B, prompt_len + new_tokens), the cached run's output (greedy, so the same tokens)."""
     model.config.halting = 'none'
-    P, N, stride = opt['prompt_len'], opt['new_tokens'], opt['nocache_stride']
+    P, N = prompt_len, new_tokens
     model(tokens[:, :P])  # warm up
     total = 0.0
-    for j in range(0, N, stride):
-        dt, _ = seconds(dict(step=lambda: model(tokens[:, :P + j]).logits[:, -1].argmax(-1)), device, 1)
-        total += dt['step'] * min(stride, N - j)
-    return total, math.ceil(N / stride)
+    for j in range(0, N, nocache_stride):
+        dt, _ = seconds(dict(step=lambda: model(tokens[:, :P + j]).logits[:, -1].argmax(-1)), 1)
+        total += dt['step'] * min(nocache_stride, N - j)
+    return total, math.ceil(N / nocache_stride)
 
 
 @torch.no_grad()
-def bench_decode(model, opt, device, autocast, B):
+def bench_decode(model, B):
     """Seconds of (a) no cache, (b) cache at full depth, (c) cache with controlled halting, at batch B,
     and the depths (B, new_tokens) of (b) and (c)."""
-    prompt = random_tokens(opt, device, B, opt['prompt_len'])
-    runs = {halting: lambda h=halting: run_generate(model, opt, prompt, h) for halting in ('none', 'fixed')}
+    prompt = random_tokens(B, prompt_len, vocab_size)
+    runs = {halting: lambda h=halting: run_generate(model, prompt, h) for halting in ('none', 'fixed')}
     with autocast:
-        seconds({h: lambda h=h: run_generate(model, dict(opt, new_tokens=2), prompt, h) for h in runs}, device, 1)
-        dt, outs = seconds(runs, device, opt['repeats'])
-        nocache_s, steps_timed = nocache_seconds(model, opt, device, outs['none'][0])
+        seconds({h: lambda h=h: run_generate(model, prompt, h, n_new=2) for h in runs}, 1)  # warm up
+        dt, outs = seconds(runs, repeats)
+        nocache_s, steps_timed = nocache_seconds(model, outs['none'][0])
     return dict(nocache=nocache_s, full=dt['none'], halting=dt['fixed'], steps_timed=steps_timed,
                 full_depth=outs['none'][1], depth=outs['fixed'][1])
 
 
 @torch.no_grad()
-def bench_prefill(model, opt, device, autocast):
+def bench_prefill(model):
     """Seconds to prefill prefill_len tokens (batch 1) into a fresh cache at full depth and with controlled
     halting (only the active rows of each pass are computed), and the depths the halting run used."""
-    prompt = random_tokens(opt, device, 1, opt['prefill_len'])
+    prompt = random_tokens(1, prefill_len, vocab_size)
 
     def prefill(halting):
         model.config.halting = halting
-        torch.manual_seed(opt['seed'])
-        return model.step(prompt, model.new_cache(1, opt['prefill_len']))
+        torch.manual_seed(seed)
+        return model.step(prompt, model.new_cache(1, prefill_len))
 
     runs = {halting: lambda h=halting: prefill(h) for halting in ('none', 'fixed')}
     with autocast:
-        seconds(runs, device, 1)  # warm up
-        dt, outs = seconds(runs, device, opt['repeats'])
+        seconds(runs, 1)  # warm up
+        dt, outs = seconds(runs, repeats)
     return dt['none'], dt['fixed'], outs['fixed'].depth
 
 
@@ -265,8 +231,7 @@ def depth_stats(model, depth):
     and the one the FLOPs model predicts (vocabulary products included)."""
     K1 = model.config.n_ponder + 1
     passes = depth.float().mean().item()
-    hist = torch.bincount(depth.flatten().cpu(), minlength=K1 + 1)[1:].tolist()
-    return passes, K1 / passes, 1 / model.flops_per_token(hist)['vs_full_depth']
+    return passes, K1 / passes, 1 / model.flops_per_token(depth_histogram(depth, K1))['vs_full_depth']
 
 
 def halting_line(tag, model, depth, halt_s, full_s, extra=''):
@@ -287,7 +252,7 @@ def target(name, got, minimum, percent=False):
             f"margin={sign}{show(abs(got - minimum))} ({(got / minimum - 1) * 100:+.0f}%)")
 
 
-def device_name(device):
+def device_name():
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
     if device.type == 'mps':
@@ -296,29 +261,23 @@ def device_name(device):
     return f"cpu {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def print_header(opt, device, peak):
-    K = opt['n_ponder']
-    say = tqdm.write
-    say(f"bench device={device} name=\"{device_name(device)}\" torch={torch.__version__} dtype={opt['dtype']} "
-        f"compile={opt['compile']} peak_tflops={peak / 1e12 if peak else 'n/a'} preset={opt['preset']}")
-    say(f"shape model n_layer={opt['n_layer']} n_head={opt['n_head']} n_embd={opt['n_embd']} "
-        f"vocab_size={opt['vocab_size']} block_size={opt['block_size']} n_ponder={K} (K+1={K + 1} passes)")
-    say(f"shape train batch_size={opt['batch_size']} seq_len={opt['block_size']} warmup={opt['warmup']} "
-        f"iters={opt['iters']}")
-    say(f"shape decode batch_sizes={','.join(map(str, opt['decode_batch_sizes']))} prompt_len={opt['prompt_len']} "
-        f"new_tokens={opt['new_tokens']} repeats={opt['repeats']} sampling=greedy "
-        f"nocache_stride={opt['nocache_stride']}")
-    say(f"shape prefill batch_size=1 prefill_len={opt['prefill_len']} repeats={opt['repeats']}")
-    say(f"shape halting=fixed fixed_depth_dist={opt['fixed_depth_dist']} "
-        f"fixed_mean_depth={opt['fixed_mean_depth']} seed={opt['seed']}")
+def print_shapes():
+    K = n_ponder
+    say(f"shape model n_layer={n_layer} n_head={n_head} n_embd={n_embd} vocab_size={vocab_size} "
+        f"block_size={block_size} n_ponder={K} (K+1={K + 1} passes)")
+    say(f"shape train batch_size={batch_size} seq_len={block_size} warmup={warmup} iters={iters}")
+    say(f"shape decode batch_sizes={','.join(map(str, decode_batch_sizes))} prompt_len={prompt_len} "
+        f"new_tokens={new_tokens} repeats={repeats} sampling=greedy nocache_stride={nocache_stride}")
+    say(f"shape prefill batch_size=1 prefill_len={prefill_len} repeats={repeats}")
+    say(f"shape halting=fixed fixed_depth_dist={fixed_depth_dist} fixed_mean_depth={fixed_mean_depth} seed={seed}")
 
 
 # -----------------------------------------------------------------------------
 
 
-def report_train(opt, device, autocast, peak, say):
+def report_train():
     """Section 1; returns its target lines."""
-    tok_s, flop_s = bench_train(opt, device, autocast)
+    tok_s, flop_s = bench_train()
     base, none, learned = tok_s  # K0, K-none, K-learned
     for mode in tok_s:
         mfu = flop_s[mode] / peak if peak else None
@@ -329,13 +288,13 @@ def report_train(opt, device, autocast, peak, say):
             target('train_learned_vs_none', tok_s[learned] / tok_s[none], 0.90)]
 
 
-def report_decode(model, opt, device, autocast, B, say):
+def report_decode(model, B):
     """Section 2 at batch B; returns its target lines."""
-    r = bench_decode(model, opt, device, autocast, B)
-    n, K1 = B * opt['new_tokens'], opt['n_ponder'] + 1
+    r = bench_decode(model, B)
+    n, K1 = B * new_tokens, n_ponder + 1
     passes_run = r['depth'].max(dim=0).values.float().mean().item()  # passes any row of the batch ran, per step
     say(f"decode batch={B} mode=nocache passes={K1:.2f} tok/s={n / r['nocache']:.1f} "
-        f"steps_timed={r['steps_timed']}/{opt['new_tokens']}")
+        f"steps_timed={r['steps_timed']}/{new_tokens}")
     say(f"decode batch={B} mode=cache-full passes={r['full_depth'].float().mean().item():.2f} "
         f"tok/s={n / r['full']:.1f} vs_nocache={r['nocache'] / r['full']:.2f}")
     line, frac = halting_line(f"decode batch={B}", model, r['depth'], r['halting'], r['full'],
@@ -345,11 +304,11 @@ def report_decode(model, opt, device, autocast, B, say):
     return targets + [target(f'decode_halting_b{B}_frac_of_ideal', frac, 0.80)]
 
 
-def report_prefill(model, opt, device, autocast, say):
+def report_prefill(model):
     """Section 3; returns its target line."""
-    full_s, halt_s, depth = bench_prefill(model, opt, device, autocast)
-    n = opt['prefill_len']
-    say(f"prefill tokens={n} mode=cache-full passes={opt['n_ponder'] + 1:.2f} tok/s={n / full_s:.0f} "
+    full_s, halt_s, depth = bench_prefill(model)
+    n = prefill_len
+    say(f"prefill tokens={n} mode=cache-full passes={n_ponder + 1:.2f} tok/s={n / full_s:.0f} "
         f"ms={full_s * 1e3:.1f}")
     line, frac = halting_line(f"prefill tokens={n}", model, depth, halt_s, full_s,
                               f" tok/s={n / halt_s:.0f} ms={halt_s * 1e3:.1f}")
@@ -357,41 +316,56 @@ def report_prefill(model, opt, device, autocast, say):
     return [target('prefill_halting_frac_of_ideal', frac, 0.80)]
 
 
-def run(opt):
-    device, dtype = torch.device(opt['device']), DTYPES[opt['dtype']]
-    autocast = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
-    if device.type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 runs use the tensor cores too, as nanoGPT
-        torch.backends.cudnn.allow_tf32 = True
-    peak = opt['peak_tflops'] * 1e12 or device_peak_flops(device)
-    print_header(opt, device, peak)
-    say = tqdm.write  # prints above the progress bar
-    bar = tqdm(total=2 + len(opt['decode_batch_sizes']), desc='bench', leave=False)  # train, decodes, prefill
-    targets = report_train(opt, device, autocast, peak, say)
+def bench_all():
+    """Sections 1-3 on random models of the preset's shapes, then the targets."""
+    print_shapes()
+    bar = tqdm(total=2 + len(decode_batch_sizes), desc='bench', leave=False)  # train, decodes, prefill
+    targets = report_train()
     bar.update()
     if device.type == 'cuda':
         torch.cuda.empty_cache()  # the training models are gone: give their memory back
-    model = make_model(opt, device, opt['n_ponder'], 'none').eval()  # (a), (b), (c) share these weights
-    for B in opt['decode_batch_sizes']:
-        targets += report_decode(model, opt, device, autocast, B, say)
+    model = make_model(n_ponder, 'none').eval()  # (a), (b), (c) share these weights
+    for B in decode_batch_sizes:
+        targets += report_decode(model, B)
         bar.update()
-    targets += report_prefill(model, opt, device, autocast, say)
+    targets += report_prefill(model)
     bar.close()
     say("targets (set for GPT-2 small on an H200 with compile; at other shapes and devices they are indicative)")
     for line in targets:
         say(line)
 
 
-def main(argv=None):
-    t0 = time.perf_counter()
+@torch.no_grad()
+def compare_checkpoint():
+    """A trained checkpoint's decoding (greedy, batch 1, the same prompt) with its own halting and at full
+    depth (halting='none'): what its gates buy in tokens per second."""
     try:
-        run(parse_args(sys.argv[1:] if argv is None else argv))
+        model, _ = load_checkpoint(ckpt, device)
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    except torch.OutOfMemoryError:
-        sys.exit("error: out of device memory; lower --batch_size or pick a smaller --preset")
-    tqdm.write(f"bench wall_s={time.perf_counter() - t0:.0f}")
+        die(e)
+    model.eval()
+    prompt = random_tokens(1, prompt_len, model.config.vocab_size)  # random text, the same for both runs
+    halting = dict(adaptive=model.config.halting, full='none')
+    runs = {name: lambda h=h: run_generate(model, prompt, h) for name, h in halting.items()}
+    with autocast:  # warm up first, on a short run
+        seconds({name: lambda h=h: run_generate(model, prompt, h, n_new=2) for name, h in halting.items()}, 1)
+        dt, outs = seconds(runs, repeats)
+    passes = {name: depth.float().mean().item() for name, (_, depth) in outs.items()}
+    say(f"compare tok/s_adaptive={new_tokens / dt['adaptive']:.1f} tok/s_full={new_tokens / dt['full']:.1f} "
+        f"speedup={dt['full'] / dt['adaptive']:.2f}x passes={passes['adaptive']:.2f} passes_full={passes['full']:.2f}")
 
 
-if __name__ == '__main__':
-    main()
+# -----------------------------------------------------------------------------
+t0 = time.perf_counter()
+say = tqdm.write  # prints above the progress bar
+peak = peak_tflops * 1e12 or device_peak_flops(device)
+say(f"bench device={device} name=\"{device_name()}\" torch={torch.__version__} dtype={dtype} compile={compile} "
+    f"peak_tflops={peak / 1e12 if peak else 'n/a'} preset={preset}{f' ckpt={ckpt}' if ckpt else ''}")
+try:
+    if ckpt:
+        compare_checkpoint()
+    else:
+        bench_all()
+except torch.OutOfMemoryError:
+    die("out of device memory; lower batch_size or pick a smaller preset")
+say(f"bench wall_s={time.perf_counter() - t0:.0f}")

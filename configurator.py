@@ -5,7 +5,8 @@ configurator: a script's settings are its plain global variables, and
     python train.py config/shakespeare_char.py --batch_size=32 --compile=False
 
 runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
-a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy).
+a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
+a bare --flag sets a boolean setting to True.
 Also here: the device and mixed-precision set-up the scripts share, and die(), their one-line error.
 """
 import ast
@@ -56,8 +57,9 @@ def configure(settings, argv=None):
                     set_one(key, value, arg)
             continue
         key, has_value, text = arg[2:].partition('=')
-        if not has_value:
+        if not has_value and not isinstance(settings.get(key), bool):  # a bare --flag turns a bool setting on
             die(f"setting {arg} has no value; write --{key}=VALUE")
+        text = text if has_value else 'True'
         try:
             value = ast.literal_eval(text)  # numbers, booleans, None, quoted strings
         except (ValueError, SyntaxError):

@@ -61,6 +61,7 @@ fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform' or 'geometric' random
 fixed_mean_depth = 2.5  # ...with this mean number of passes (the iso-FLOPs baseline)
 embed_scale = 1.0  # scales token and pondering embeddings (official PonderLM: sqrt(n_embd))
 first_embed_mult = 1.0  # scales the first input embedding once more (official PonderLM from 410M up: K)
+gate_bias_init = 3.0  # the gates' last bias at init: s = sigmoid(3) = 0.95, so training starts near PonderLM
 bottom_k_frac = 0.1  # the gate loss pushes down this share of the running gates (the paper's k), at the end of...
 bottom_k_start = 0.2  # ...a schedule: cross-entropy only (k = 0) for this fraction of max_iters, then a linear
 bottom_k_end = 0.5  # ramp that reaches bottom_k_frac at this fraction of max_iters
@@ -182,7 +183,7 @@ def get_batch(split, generator):
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
 ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold, ponder_lambda=ponder_lambda,
                    bottom_k_frac=bottom_k_frac, dropout=dropout, embed_scale=embed_scale,
-                   first_embed_mult=first_embed_mult, fixed_depth_dist=fixed_depth_dist,
+                   first_embed_mult=first_embed_mult, gate_bias_init=gate_bias_init, fixed_depth_dist=fixed_depth_dist,
                    fixed_mean_depth=fixed_mean_depth)
 try:
     if init_from == 'scratch':

@@ -1,6 +1,8 @@
-# Continued pretraining of a pretrained Pythia-70M as an AdaPonderLM, the paper's recipe for its larger
-# models: first only the new gates learn (backbone frozen), then everything trains together at a low
-# learning rate. Pythia reads GPT-NeoX tokens, not GPT-2's, so prepare the Pile with its tokenizer:
+# Continued pretraining of a plain Pythia-70M as an AdaPonderLM: first only the new gates learn (backbone
+# frozen), then everything trains together at a low learning rate. A way to try the code on a small real
+# model, not the paper's recipe: the paper continues from PonderLM checkpoints, which already ponder (see
+# config/ponderlm_1.4b.py); plain Pythia has never pondered, and learning to takes far more tokens than this.
+# Pythia reads GPT-NeoX tokens, not GPT-2's, so prepare the Pile with its tokenizer:
 # python data/pile/prepare.py --encoding=neox --out_dir=data/pile_neox --max_tokens=100_000_000
 
 out_dir = 'out-finetune-pythia70m'

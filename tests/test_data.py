@@ -273,7 +273,8 @@ def test_pile_neox_downloads_the_tokenizer_once(tmp_path, monkeypatch):
         _, meta = pile.make_encoder("neox")
         assert meta["tokenizer_json"] == str(tmp_path / "cache" / "EleutherAI--pythia-70m" / "tokenizer.json")
     assert urls == [pile.TOKENIZER_URL]
-    assert (tmp_path / "cache/EleutherAI--pythia-70m/tokenizer.json").read_bytes() == (tmp_path / "served.json").read_bytes()
+    cached = tmp_path / "cache/EleutherAI--pythia-70m/tokenizer.json"
+    assert cached.read_bytes() == (tmp_path / "served.json").read_bytes()
     assert not list((tmp_path / "cache" / "EleutherAI--pythia-70m").glob("*.tmp"))
 
 

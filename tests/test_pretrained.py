@@ -211,7 +211,8 @@ def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError('network is unreachable')
     monkeypatch.setattr('urllib.request.urlopen', offline)
-    with pytest.raises(ValueError, match=r'could not download EleutherAI/pythia-70m .*network is unreachable.*local directory'):
+    message = r'could not download EleutherAI/pythia-70m .*network is unreachable.*local directory'
+    with pytest.raises(ValueError, match=message):
         AdaPonderLM.from_pretrained('EleutherAI/pythia-70m')
 
 

@@ -1,14 +1,13 @@
-"""sample.py: clear errors, the depth shown is the depth generated, every analysis table on a tiny checkpoint."""
+"""sample.py: the depth shown is the depth generated, colours and the plain form, BPE text, one clear line per error.
+The script runs in-process (runpy, as `python sample.py`): a subprocess costs seconds, and only one test needs it."""
 import importlib.util
-import math
-import os
+import json
 import re
+import runpy
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,291 +15,120 @@ import sample
 from adaponder import AdaPonderLM, load_checkpoint, preset, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def prepare_toy(data_dir):
-    """The real toy dataset (data/toy/prepare.py), small: a few thousand characters."""
-    spec = importlib.util.spec_from_file_location('toy_prepare', ROOT / 'data' / 'toy' / 'prepare.py')
-    prepare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prepare)
-    meta, _ = prepare.prepare(str(data_dir / 'toy'), seed=1, train_chars=20_000, val_chars=6_000)
-    return meta
-
-
-def train_checkpoint(out_dir, vocab_size, halting, steps, data):
-    """A tiny model trained a few AdamW steps on the toy train split. gate_bias_init=0 with tau=0.5 makes
-    tokens halt after every pass from the start, so depths vary."""
-    torch.manual_seed(0)
-    cfg = preset('tiny', vocab_size=vocab_size, n_ponder=3, halting=halting, gate_bias_init=0.0, halt_threshold=0.5)
-    model = AdaPonderLM(cfg)
-    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99), 'cpu')
-    gen, T = torch.Generator().manual_seed(0), cfg.block_size
-    for _ in range(steps):
-        ix = torch.randint(len(data) - T - 1, (8,), generator=gen).tolist()
-        x = torch.stack([data[i:i + T] for i in ix])
-        y = torch.stack([data[i + 1:i + T + 1] for i in ix])
-        loss = model(x, y, ponder_k=0.0).loss  # no gate loss: 20 steps of it would halt every token
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    out_dir.mkdir()
-    save_checkpoint(str(out_dir / 'ckpt.pt'), model, iter_num=steps, config={'halting': halting}, dataset='toy')
-    return str(out_dir)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+TEXT = '🦜 héllo wörld<|endoftext|>'  # an emoji is several BPE tokens
 
 
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
+    """The real toy dataset's vocabulary (data/toy/prepare.py, a small run) and a tiny untrained model on it.
+    Its gates start at s ~ 0.5 (gate_bias_init=0) and tau=0.5 halts about half the tokens after each pass, so
+    depths vary; its text is random characters, newlines among them."""
     root = tmp_path_factory.mktemp('sample')
-    meta = prepare_toy(root / 'data')
-    train = torch.from_numpy(np.fromfile(root / 'data' / 'toy' / 'train.bin', dtype=np.uint16).astype(np.int64))
-    ckpts = {h: train_checkpoint(root / f'out-{h}', meta['vocab_size'], h, steps, train)
-             for h, steps in (('learned', 20), ('none', 5), ('fixed', 5))}
-    return dict(root=root, data_dir=str(root / 'data'), meta=meta, **ckpts)
+    spec = importlib.util.spec_from_file_location('toy_prepare', ROOT / 'data' / 'toy' / 'prepare.py')
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    meta, _ = prepare.prepare(str(root / 'data' / 'toy'), seed=1, train_chars=1_000, val_chars=1_000)
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=meta['vocab_size'], gate_bias_init=0.0, halt_threshold=0.5))
+    (root / 'out').mkdir()
+    save_checkpoint(str(root / 'out' / 'ckpt.pt'), model, dataset='toy')
+    return dict(root=root, meta=meta, args=[f'--out_dir={root / "out"}', f'--data_dir={root / "data"}'])
 
 
-def cli(*args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, str(ROOT / 'sample.py'), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
-
-
-def run_main(capsys, *args):
-    """sample.main in-process; returns (stdout, the SystemExit message or None)."""
+def run(monkeypatch, capsys, *args):
+    """python sample.py ARGS, in-process; returns (stdout, the one-line error or None)."""
+    monkeypatch.setattr(sys, 'argv', ['sample.py', *args])
     try:
-        sample.main(list(args))
-        message = None
+        runpy.run_path(str(ROOT / 'sample.py'), run_name='__main__')
+        error = None
     except SystemExit as e:
-        message = str(e.code)
-    return capsys.readouterr().out, message
+        error = str(e.code)
+        assert error.startswith('error: ') and '\n' not in error and '; ' in error, error  # problem; fix
+    return capsys.readouterr().out, error
 
 
-def assert_clear_error(result, *fragments):
-    assert result.returncode != 0
-    assert 'Traceback' not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and '; ' in lines[0], result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+def parse_plain(text):
+    """The plain form back into (token texts, depths): text[d] per token, \\n[d] and a newline for a newline."""
+    pairs = re.findall(r'(.*?)\[(\d+)\]\n?', text, flags=re.S)
+    return [t.replace('\\n', '\n') for t, _ in pairs], [int(d) for _, d in pairs]
 
 
-# ---- clear errors ----
+def stats(out):
+    return [dict(re.findall(r'(\S+?)=(\S+)', line)) for line in out.splitlines() if line.startswith('sample i=')]
 
-def test_missing_checkpoint(tmp_path):
-    result = cli('--out_dir=out-nothing', cwd=tmp_path)
-    assert_clear_error(result, 'no checkpoint at out-nothing/ckpt.pt', 'train.py')
-
-
-def test_unknown_prompt_characters(toy):
-    r = cli(f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}', '--start=A:Z1@', cwd=toy['root'])
-    assert_clear_error(r, "characters not in the vocabulary: '@', 'Z'")
-    assert "'1'" not in r.stderr.split(';')[0]  # only the unknown ones are named
-
-
-def test_prompt_file_errors(toy, capsys):
-    empty = toy['root'] / 'empty.txt'
-    empty.write_text('')
-    base = (f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}')
-    _, message = run_main(capsys, *base, f'--start=FILE:{empty}')
-    assert message.startswith('error: prompt file') and 'is empty' in message
-    _, message = run_main(capsys, *base, f'--start=FILE:{toy["root"] / "absent.txt"}')
-    assert message.startswith('error: prompt file') and 'does not exist' in message
-    _, message = run_main(capsys, *base, '--start=')
-    assert message.startswith('error: the prompt is empty')
-
-
-def test_corrupt_checkpoint_missing_meta_and_split(toy, capsys, tmp_path):
-    (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
-    _, message = run_main(capsys, f'--out_dir={tmp_path}')
-    assert message.startswith('error: ') and 'not a readable AdaPonder checkpoint' in message
-    _, message = run_main(capsys, f'--out_dir={toy["learned"]}', f'--data_dir={tmp_path}')
-    assert message.startswith('error: no ') and 'meta.json' in message and 'prepare.py' in message
-    _, message = run_main(capsys, '--mode=analyze', f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}',
-                          '--split=test')
-    assert message.startswith('error: no ') and 'test.bin' in message and 'prepare.py' in message
-
-
-@pytest.mark.parametrize('arg,fragment', [('--bogus=1', 'unknown option'), ('out', 'unknown option'),
-                                          ('--top_k=many', 'is not an integer'), ('--mode=dance', '--mode must be'),
-                                          ('--temperature=-1', 'temperature'), ('--num_samples', 'needs a value')])
-def test_bad_options(arg, fragment, capsys):
-    _, message = run_main(capsys, arg)
-    assert message.startswith('error: ') and fragment in message
-
-
-def test_options_parse_like_nanogpt():
-    opt = sample.parse_args(['--start=123', '--top_k=None', '--plain', '--compare=false', '--temperature=0'])
-    assert opt['start'] == '123' and opt['top_k'] is None and opt['plain'] is True and opt['compare'] is False
-    assert opt['temperature'] == 0.0 and isinstance(opt['temperature'], float)
 
 # ---- the depth shown is the depth generated ----
 
-
-@pytest.mark.parametrize('temperature,top_k', [(0, None), (1.0, None), (0.8, 20)])
-def test_streaming_equals_generate(toy, temperature, top_k):
-    """Token for token and depth for depth, past the context (block_size 64) too, where both restart
-    the cache from its last half. Sampling is compared under the same seed."""
-    model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
-    model.eval()
-    idx = torch.tensor([sample.Vocab(toy['meta']).encode('C:')])
-    torch.manual_seed(3)
-    ref_idx, ref_depth = model.generate(idx, 90, temperature, top_k)
-    seen = []
-    torch.manual_seed(3)
-    out_idx, depth, seconds = sample.generate_stream(model, idx, 90, temperature, top_k,
-                                                     on_token=lambda t, d: seen.append((t[0], d[0])))
-    assert torch.equal(out_idx, ref_idx) and torch.equal(depth, ref_depth) and seconds > 0
-    assert seen == list(zip(ref_idx[0, 2:].tolist(), ref_depth[0].tolist()))
-    if temperature == 1.0:  # the depths really vary, so the check means something (greedy text repeats itself)
-        assert len(set(ref_depth.flatten().tolist())) > 1
-
-
-def parse_plain(text, vocab):
-    """Back from the plain form: text[d] per token, \\n[d] then a real newline for a newline."""
-    pairs = re.findall(r'(\\n|[^\[\]\n])\[(\d+)\]', text)
-    return [vocab.stoi['\n' if t == '\\n' else t] for t, _ in pairs], [int(d) for _, d in pairs]
-
-
-def test_depth_shown_equals_depth_generated(toy, capsys):
-    n = 60
-    out, message = run_main(capsys, f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}', '--start=C:',
-                            '--num_samples=1', f'--max_new_tokens={n}', '--seed=7', '--plain')
-    assert message is None
-    generated = out.split('C:', 1)[1].split('\nsample i=0')[0]
-    vocab = sample.Vocab(toy['meta'])
-    tokens, depths = parse_plain(generated, vocab)
-    model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
-    torch.manual_seed(7)  # sample 0 is drawn with the seed itself
-    ref_idx, ref_depth = model.eval().generate(torch.tensor([vocab.encode('C:')]), n, temperature=0.8, top_k=200)
-    assert tokens == ref_idx[0, 2:].tolist() and depths == ref_depth[0].tolist()
-    assert len(set(depths)) > 1
-    stats = re.search(r'sample i=0 tokens=60 tok/s=\S+ passes=(\S+) flops_vs_full=(\S+) depth_hist=\[(.*)\]', out)
+def test_depth_shown_equals_depth_generated(toy, monkeypatch, capsys):
+    """Token for token and depth for depth, past the context (block_size 64) too, where the cache restarts;
+    the stats line counts the same depths. Output to a pipe (here: captured) is the plain form."""
+    n = 90
+    out, error = run(monkeypatch, capsys, *toy['args'], '--start=C:', '--num_samples=2', f'--max_new_tokens={n}',
+                     '--seed=7')
+    assert error is None
+    first = out.split('C:', 1)[1].split('\nsample i=0')[0]
+    texts, depths = parse_plain(first)
+    model, _ = load_checkpoint(str(toy['root'] / 'out' / 'ckpt.pt'))
+    torch.manual_seed(7)
+    ref_idx, ref_depth = model.eval().generate(torch.tensor([[toy['meta']['stoi'][c] for c in 'C:']]), n, 0.8, 200)
+    assert texts == [toy['meta']['itos'][i] for i in ref_idx[0, 2:].tolist()] and depths == ref_depth[0].tolist()
+    assert len(set(depths)) > 1 and '\n' in texts  # depths vary, and newlines round-trip
+    s = stats(out)
+    assert [x['i'] for x in s] == ['0', '1'] and s[0]['tokens'] == str(n)
     hist = torch.bincount(ref_depth[0] - 1, minlength=4).tolist()
-    assert [int(c) for c in stats.group(3).split(',')] == hist
-    assert float(stats.group(1)) == pytest.approx(ref_depth.float().mean().item(), abs=0.005)
-    assert float(stats.group(2)) == pytest.approx(model.flops_per_token(hist)['vs_full_depth'], abs=0.005)
+    assert s[0]['depth_hist'] == f"[{','.join(map(str, hist))}]"
+    assert float(s[0]['passes']) == pytest.approx(ref_depth.float().mean().item(), abs=0.005)
+    assert float(s[0]['flops_vs_full']) == pytest.approx(model.flops_per_token(hist)['vs_full_depth'], abs=0.005)
 
 
-def test_colour_html_and_compare(toy, capsys, monkeypatch):
+def test_a_cap_counts_flops_against_the_trained_full_depth(toy, monkeypatch, capsys):
+    out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=1', '--max_new_tokens=30', '--n_ponder=1',
+                     '--halt_threshold=0.3')
+    assert error is None
+    s = stats(out)[0]
+    hist = [int(c) for c in s['depth_hist'].strip('[]').split(',')]
+    assert len(hist) == 2 and sum(hist) == 30
+    capped, _ = load_checkpoint(str(toy['root'] / 'out' / 'ckpt.pt'), n_ponder=1)
+    full, _ = load_checkpoint(str(toy['root'] / 'out' / 'ckpt.pt'))
+    expected = capped.flops_per_token(hist)['total'] / full.flops_per_token([0, 0, 0, 1])['total']
+    assert float(s['flops_vs_full']) == pytest.approx(expected, abs=0.005)
+    assert expected < capped.flops_per_token(hist)['vs_full_depth'] - 0.05  # not the capped model's full depth
+
+
+# ---- colours, the plain form, the HTML page ----
+
+def test_colours_on_a_terminal_and_the_html_page(toy, monkeypatch, capsys):
     monkeypatch.setattr(sys.stdout, 'isatty', lambda: True)
     page = toy['root'] / 'samples.html'
-    out, message = run_main(capsys, f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}', '--start=N:',
-                            '--num_samples=2', '--max_new_tokens=20', '--compare', f'--html={page}')
-    assert message is None
-    assert out.count('\x1b[30;48;5;') >= 2 * 20 and '[1]' not in out  # coloured, not plain
-    speed = re.findall(r'compare tok/s_adaptive=(\S+) tok/s_full=(\S+) speedup=(\S+)x passes=\S+ passes_full=4\.00',
-                       out)
-    assert len(speed) == 2 and all(float(a) > 0 and float(f) > 0 for a, f, _ in speed)
-    text = page.read_text()
-    assert text.count('<pre>') == 2 and text.count('<span') == 2 * 20 + 4  # tokens + the legend's 4 keys
+    out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=2', '--max_new_tokens=40', '--seed=7',
+                     f'--html={page}')
+    assert error is None
+    codes = re.findall(r'\x1b\[30;48;5;(\d+)m', out)
+    assert len(codes) >= 4 + 2 * 40 and not re.search(r'\[\d\]', out)  # the legend's 4 keys and every token
+    assert set(codes) <= {str(code) for code, _ in sample.PALETTE} and '↵\x1b[0m\n' in out
+    html = page.read_text(encoding='utf-8')
+    depths = [int(d) for d in re.findall(r'title="passes: (\d)"', html)][4:]  # after the legend's keys
+    hists = [s['depth_hist'] for s in stats(out)]
+    assert [f"[{','.join(str(depths[40 * i:40 * (i + 1)].count(d)) for d in (1, 2, 3, 4))}]" for i in (0, 1)] == hists
+    out, _ = run(monkeypatch, capsys, *toy['args'], '--num_samples=1', '--max_new_tokens=5', '--plain=True')
+    assert '\x1b[' not in out and len(re.findall(r'\[\d\]', out)) == 5  # plain on a terminal when asked
 
 
-def test_html_escapes(tmp_path):
+def test_show_and_html_forms(tmp_path):
+    colours = [sample.PALETTE[0], sample.PALETTE[-1]]
+    assert sample.show('a\n', 3) == 'a\\n[3]\n' and sample.show('\nb', 1) == '\\nb[1]'
+    assert sample.show('\nb', 2, colours) == '\x1b[30;48;5;196m↵\x1b[0m\n\x1b[30;48;5;196mb\x1b[0m'
     page = tmp_path / 'x.html'
-    sample.write_html(str(page), [('<p>', [('<b>&', 2), ('\n', 1)], 'sample i=0')], n_pass=4)
-    text = page.read_text()
-    assert '&lt;p&gt;' in text and '&lt;b&gt;&amp;' in text and '<b>&' not in text
-    assert 'title="passes: 1">↵\n</span>' in text
+    sample.write_html(str(page), '<p>', [([('<b>&', 2), ('\n', 1)], 'sample i=0 <x>')], colours)
+    html = page.read_text(encoding='utf-8')
+    assert '&lt;p&gt;' in html and '&lt;b&gt;&amp;' in html and '&lt;x&gt;' in html and '<b>&' not in html
+    assert 'background:#ff0000" title="passes: 2">&lt;b&gt;&amp;</span>' in html
+    assert 'title="passes: 1">↵\n</span>' in html
 
 
-def test_plain_and_colour_forms():
-    assert sample.format_token('a\n', 3, 4, colour=False) == 'a\\n[3]\n'
-    coloured = sample.format_token('\nb', 4, 4, colour=True)
-    assert coloured.startswith('\x1b[30;48;5;196m↵') and coloured.endswith('b' + sample.RESET)
-    assert sample.depth_colour(1, 4) == sample.PALETTE[0] and sample.depth_colour(4, 4) == sample.PALETTE[-1]
+# ---- BPE: whole characters, padding ids, a GPT-2 checkpoint without meta.json ----
 
-# ---- analysis ----
-
-
-def test_ranks_average_ties_and_spearman():
-    assert sample.ranks(torch.tensor([3, 1, 2, 2])).tolist() == [4.0, 1.0, 2.5, 2.5]
-    x = torch.tensor([1, 1, 2, 3, 3, 3, 4])
-    assert sample.spearman(x, x.double() ** 3) == pytest.approx(1.0)
-    assert sample.spearman(x, -x.double()) == pytest.approx(-1.0)
-    # by hand: ranks [1, 2.5, 2.5, 4] and [1, 3, 2, 4], centred dot product 4.5, squared norms 4.5 and 5
-    rho = sample.spearman(torch.tensor([1, 2, 2, 3]), torch.tensor([1., 3., 2., 4.]))
-    assert rho == pytest.approx(4.5 / math.sqrt(4.5 * 5))
-
-
-def test_pareto():
-    rows = [dict(flops=1, loss=3), dict(flops=2, loss=2), dict(flops=3, loss=2.5), dict(flops=2, loss=2)]
-    assert sample.pareto(rows) == [True, True, False, True]
-
-
-def test_sweep_passes_fall_as_threshold_rises(toy):
-    model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
-    model.eval()
-    data = np.fromfile(f'{toy["data_dir"]}/toy/val.bin', dtype=np.uint16)
-    opt = dict(sample.DEFAULTS, batch_size=16, max_tokens=4096)
-    rows = sample.compute_quality_dial(model, data, opt, sample.nullcontext(), 1.0, 'val_loss')
-    by_tau = [r['passes'] for r in rows if r['cap'] == model.config.n_ponder]
-    assert by_tau[0] == 4.0 and by_tau[-1] < by_tau[0]  # tau = 0 never halts
-    assert all(b <= a + 0.02 for a, b in zip(by_tau, by_tau[1:])), by_tau
-    by_cap = [r['passes'] for r in rows if r['tau'] == model.config.halt_threshold]
-    assert all(b <= a for a, b in zip(by_cap, by_cap[1:])) and by_cap[-1] == 1.0
-    assert model.config.halt_threshold == 0.5 and model.config.n_ponder == 3  # restored afterwards
-
-
-def values(lines, key):
-    return [re.search(rf'{key}=(\S+)', line).group(1) for line in lines]
-
-
-def test_analysis_prints_every_table_in_seconds(toy, capsys):
-    t0 = time.perf_counter()
-    others = f'{toy["none"]},{toy["fixed"]}/ckpt.pt'
-    out, message = run_main(capsys, '--mode=analyze', f'--out_dir={toy["learned"]}',
-                            f'--data_dir={toy["data_dir"]}', '--max_tokens=4096', f'--compare_ckpts={others}')
-    assert message is None and time.perf_counter() - t0 < 30
-    table = {tag: [line for line in out.splitlines() if line.startswith(tag + ' ')]
-             for tag in ('nll_quantile', 'depth_vs_nll', 'class', 'dial', 'iso')}
-    iso = table['iso']
-    assert values(iso, 'halting') == ['learned', 'fixed-uniform', 'fixed-geometric', 'none', 'fixed']
-    passes = [float(p) for p in values(iso, 'passes')]
-    assert abs(passes[1] - passes[0]) < 0.1 and abs(passes[2] - passes[0]) < 0.1  # iso: the same mean passes
-    assert passes[3] == 4.0 and all('val_loss=' in line and 'se=' in line for line in iso)
-    # table 1: five equal quintiles, their passes averaging to the checkpoint's; the toy classes' shares add up
-    assert len(table['nll_quantile']) == 5
-    quintile_passes = [float(p) for p in values(table['nll_quantile'], 'passes')]
-    assert np.mean(quintile_passes) == pytest.approx(passes[0], abs=0.01)
-    assert -1 <= float(values(table['depth_vs_nll'], 'spearman')[0]) <= 1
-    assert values(table['class'], 'name') == toy['meta']['classes']
-    assert sum(float(v.rstrip('%')) for v in values(table['class'], 'share')) == pytest.approx(100, abs=0.5)
-    # table 2: one row per setting, the trained setting's row equal to the checkpoint's own numbers
-    config = load_checkpoint(f'{toy["learned"]}/ckpt.pt')[0].config
-    dial = table['dial']
-    assert len(dial) == len(sample.dial_settings(config)) and any('pareto=yes' in line for line in dial)
-    trained = [line for line in dial if 'tau=0.5 ' in line and 'cap=3 ' in line]
-    assert values(trained, 'val_loss') == values(iso[:1], 'val_loss')
-
-
-def test_lens_matches_the_model(toy, capsys):
-    prompt = 'A:12+34=64\nC:abc|ab'
-    out, message = run_main(capsys, '--mode=lens', f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}',
-                            f'--start={prompt}')
-    assert message is None
-    rows = [line for line in out.splitlines() if line.startswith('lens ')]
-    assert len(rows) == len(prompt)
-    model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
-    vocab = sample.Vocab(toy['meta'])
-    ref = model.eval()(torch.tensor([vocab.encode(prompt)]))
-    for t, line in enumerate(rows):
-        depth = int(re.search(r'depth=(\d+)', line).group(1))
-        assert depth == ref.depth[0, t].item()
-        cells = re.findall(r'pass\d=(\S+)', line)
-        assert len(cells) == 4 and all(c == '-' for c in cells[depth:]) and '-' not in cells[:depth]
-        final = vocab.itos[ref.logits[0, t].argmax().item()]  # the last pass that ran is the model's output
-        assert cells[depth - 1].startswith(repr(final))
-
-
-def neox_meta(tmp_path):
+def neox_tokenizer(path):
     """A small byte-level BPE like Pythia's, trained here: the real tokenizer.json is a download."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
@@ -308,26 +136,102 @@ def neox_meta(tmp_path):
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=['<|endoftext|>'],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(['hello world, héllo wörld'] * 10, trainer)
-    tok.save(str(tmp_path / 'tokenizer.json'))
-    return {'encoding': 'neox', 'tokenizer_json': str(tmp_path / 'tokenizer.json')}
+    tok.save(str(path))
+    return tok
+
+
+def bpe_checkpoint(root, encoding):
+    """A tiny checkpoint whose vocabulary is GPT-2's (and no meta.json: as nanoGPT, GPT-2 BPE is assumed) or a
+    GPT-NeoX tokenizer.json named by meta.json. The vocabulary is padded past the tokenizer's, as in training."""
+    if encoding == 'neox':
+        (root / 'data' / 'bpe').mkdir(parents=True)
+        n_vocab = neox_tokenizer(root / 'tokenizer.json').get_vocab_size()
+        meta = dict(encoding='neox', tokenizer_json=str(root / 'tokenizer.json'), vocab_size=n_vocab)
+        (root / 'data' / 'bpe' / 'meta.json').write_text(json.dumps(meta))
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=50304 if encoding == 'gpt2' else 320))
+    (root / 'out').mkdir()
+    save_checkpoint(str(root / 'out' / 'ckpt.pt'), model, dataset='bpe')
+    return [f'--out_dir={root / "out"}', f'--data_dir={root / "data"}']
 
 
 @pytest.mark.parametrize('encoding', ['gpt2', 'neox'])
-def test_bpe_streams_whole_characters(encoding, tmp_path):
-    """BPE splits an emoji over several tokens: each piece shown is whole text, and together they are the text."""
-    vocab = sample.Vocab({'encoding': 'gpt2'} if encoding == 'gpt2' else neox_meta(tmp_path))
-    text = '🦜 héllo wörld<|endoftext|>'
-    ids = vocab.encode(text)
-    text_of = vocab.streamer()
-    pieces = [text_of(i) for i in ids]
-    assert ''.join(pieces) == text and '\ufffd' not in ''.join(pieces) and '' in pieces
-    assert vocab.decode(ids + [vocab.n_vocab + 3] + ids[-1:]) == text + '\ufffd<|endoftext|>'  # a padding id
+def test_bpe_streams_whole_characters(encoding, tmp_path, monkeypatch, capsys):
+    """The model is made to choose the tokens of TEXT, a padding id and ' ok': every piece shown is whole text, a
+    token that ends inside a character shows nothing, and the padding id shows as U+FFFD."""
+    args = bpe_checkpoint(tmp_path, encoding)
+    vocab_size = 50304 if encoding == 'gpt2' else 320
+    encode, _ = sample.load_tokenizer(str(tmp_path / 'data'), dict(dataset='bpe'), vocab_size)
+    ids = encode(TEXT) + [vocab_size - 1] + encode(' ok')
+
+    def scripted(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        for j in range(max_new_tokens):
+            yield torch.tensor([ids[j % len(ids)]]), torch.tensor([1 + j % 4])
+    monkeypatch.setattr(AdaPonderLM, 'stream', scripted)
+    out, error = run(monkeypatch, capsys, *args, '--start=hello', '--num_samples=1', f'--max_new_tokens={len(ids)}')
+    assert error is None
+    texts, depths = parse_plain(out.split('hello', 1)[1].split('\nsample i=0')[0])
+    assert ''.join(texts) == TEXT + '\ufffd ok' and '' in texts and sum(t.count('\ufffd') for t in texts) == 1
+    assert depths == [1 + j % 4 for j in range(len(ids))]
 
 
-def test_gpt2_checkpoint_without_meta(tmp_path, capsys):
-    """A checkpoint without its meta.json but with a GPT-2-sized vocabulary samples with GPT-2 BPE (as nanoGPT)."""
-    torch.manual_seed(0)
-    save_checkpoint(str(tmp_path / 'ckpt.pt'), AdaPonderLM(preset('tiny', vocab_size=50304)), dataset='pile')
-    out, message = run_main(capsys, f'--out_dir={tmp_path}', f'--data_dir={tmp_path}', '--start=Hello',
-                            '--num_samples=1', '--max_new_tokens=5', '--plain')
-    assert message is None and re.findall(r'\[(\d)\]', out) == ['4'] * 5 and 'sample i=0 tokens=5' in out
+def test_gpt2_checkpoint_without_meta_samples(tmp_path, monkeypatch, capsys):
+    args = bpe_checkpoint(tmp_path, 'gpt2')
+    out, error = run(monkeypatch, capsys, *args, '--start=Hello', '--num_samples=1', '--max_new_tokens=5')
+    assert error is None and re.findall(r'\[(\d)\]', out) == ['4'] * 5  # gates start open: every pass runs
+    assert stats(out)[0]['depth_hist'] == '[0,0,0,5]'
+
+
+# ---- bad input: one line naming the problem and the fix ----
+
+def test_import_has_no_side_effects(monkeypatch, capsys):
+    monkeypatch.setattr(sys, 'argv', ['sample.py', '--no_such_setting=1'])
+    spec = importlib.util.spec_from_file_location('sample_again', ROOT / 'sample.py')
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # neither parses argv nor samples
+    assert capsys.readouterr() == ('', '')
+
+
+@pytest.mark.parametrize('args,fragment', [
+    (['--bogus=1'], "unknown setting 'bogus'"),
+    (['--top_k=0'], 'top_k must be >= 1'),
+    (['--max_new_tokens=0'], 'max_new_tokens'),
+    (['--temperature=-1'], 'temperature >= 0'),
+    (['--halt_threshold=abc'], 'halt_threshold a number'),
+    (['--n_ponder=-1'], 'n_ponder an integer >= 0'),
+    (['--n_ponder=7'], 'n_ponder can only be lowered'),
+    (['--start=A:Z1@'], "characters not in the vocabulary: '@', 'Z'; use only these: "),
+    (['--start='], 'the prompt is empty'),
+    (['--start=FILE:absent.txt'], 'cannot read the prompt FILE:absent.txt (No such file or directory)'),
+    (['--start=FILE:empty.txt'], 'the prompt is empty'),
+    (['--start=FILE:latin1.txt'], 'cannot read the prompt FILE:latin1.txt (not UTF-8)'),
+    (['--data_dir=nowhere'], 'no nowhere/toy/meta.json'),
+    (['--out_dir=nowhere'], 'no checkpoint at nowhere/ckpt.pt'),
+])
+def test_bad_input_is_one_clear_line(args, fragment, toy, monkeypatch, capsys):
+    monkeypatch.chdir(toy['root'])
+    (toy['root'] / 'empty.txt').write_text('')
+    (toy['root'] / 'latin1.txt').write_bytes('héllo'.encode('latin-1'))
+    _, error = run(monkeypatch, capsys, *toy['args'], *args)
+    assert error is not None and fragment in error, error
+    if 'vocabulary' in fragment:
+        assert "'1'" not in error.split(';')[0]  # only the unknown characters are named
+
+
+def test_unreadable_checkpoint_and_tokenizer(tmp_path, monkeypatch, capsys):
+    (tmp_path / 'bad').mkdir()
+    (tmp_path / 'bad' / 'ckpt.pt').write_bytes(b'not a checkpoint')
+    _, error = run(monkeypatch, capsys, f'--out_dir={tmp_path / "bad"}')
+    assert 'not a readable AdaPonder checkpoint' in error
+    args = bpe_checkpoint(tmp_path, 'neox')
+    (tmp_path / 'tokenizer.json').unlink()
+    _, error = run(monkeypatch, capsys, *args, '--start=hello')
+    assert 'cannot load the tokenizer of' in error and 'prepare the data again' in error
+
+
+def test_the_script_exits_1_with_one_line_on_stderr(toy):
+    """The one subprocess: the real exit status and stderr of `python sample.py` on bad input."""
+    result = subprocess.run([sys.executable, str(ROOT / 'sample.py'), *toy['args'], '--start=C:@'],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith('error: ')
+    assert "not in the vocabulary: '@'" in result.stderr and 'Traceback' not in result.stderr

@@ -166,7 +166,7 @@ def bad_inputs(data_dir, tmp_path):
     return {
         'missing dataset': ([f'--data_dir={tmp_path}', '--dataset=shakespeare_char'],
                             'train.bin not found; run python data/shakespeare_char/prepare.py'),
-        'unknown setting': (['--max_iter=5'], "unknown setting 'max_iter' (from --max_iter=5); did you mean max_iters?"),
+        'unknown setting': (['--max_iter=5'], "unknown setting 'max_iter' (from --max_iter=5); did you mean max_iters"),
         'wrong type': (['--max_iters=many'], 'max_iters must be int'),
         'missing config file': (['config/nope.py'], 'config file config/nope.py not found'),
         'zero batch': (['--batch_size=0'], 'batch_size=0 must be at least 1'),
@@ -187,7 +187,8 @@ def test_bad_input_gives_one_line_error(case, data_dir, tmp_path, monkeypatch):
 
 def test_bad_input_from_the_command_line_is_one_line_on_stderr(tmp_path):
     result = train(f'--out_dir={tmp_path}', '--batch_size=0', expect_ok=False)
-    assert result.returncode == 1 and result.stderr == 'error: batch_size=0 must be at least 1; pass e.g. --batch_size=1\n'
+    assert result.returncode == 1
+    assert result.stderr == 'error: batch_size=0 must be at least 1; pass e.g. --batch_size=1\n'
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):

@@ -1,0 +1,312 @@
+"""
+Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the compute dial:
+other halting thresholds and caps on passes, each against random depths with the same mean passes, paired
+token by token, (3) other checkpoints of the dataset. --mode=lens: what each pass predicts.
+
+$ python analyze.py                                      # out-toy/ckpt.pt on the val split of its dataset
+$ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none,out-vanilla
+$ python analyze.py --mode=lens --start="C:abc|ab"
+"""
+import json
+import math
+import os
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from adaponder import depth_histogram, load_checkpoint
+from configurator import configure, die, pick_device
+from sample import load_tokenizer
+
+# -----------------------------------------------------------------------------
+mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start`
+out_dir = 'out-toy'  # the checkpoint: out_dir/ckpt.pt, or the path of a .pt file
+data_dir = 'data'  # the checkpoint's dataset lives in data_dir/<dataset>/
+split = 'val'  # score <split>.bin
+max_tokens = 65536  # score at most this many tokens of it
+batch_size = 16  # windows of block_size tokens per forward
+compare_ckpts = ''  # comma-separated checkpoints of the same dataset, e.g. out-none,out-vanilla
+plot = ''  # also draw loss against passes over the dial into this file, e.g. dial.png (needs matplotlib)
+start = '\n'  # lens: the prompt
+seed = 1337  # reseeded before every score, so random depths are the same draws on every run
+device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
+# -----------------------------------------------------------------------------
+
+
+def load(where, like=None):
+    """(model in eval mode, checkpoint, path) of out_dir/ckpt.pt or a .pt path; `like`: the model it will be
+    paired with, token by token, so it must score the same tokens in the same windows."""
+    path = where if where.endswith('.pt') else os.path.join(where, 'ckpt.pt')
+    try:
+        model, ckpt = load_checkpoint(path, device)
+    except (FileNotFoundError, ValueError) as e:
+        die(e)
+    if not ckpt.get('dataset'):
+        die(f"{path} does not name its dataset; save it with save_checkpoint(..., dataset=NAME)")
+    if like and (ckpt['dataset'], model.config.block_size) != like:
+        die(f"{path} was trained on {ckpt['dataset']} with block_size={model.config.block_size}, not on "
+            f"{like[0]} with {like[1]}; compare checkpoints that are scored on the same tokens")
+    return model.eval(), ckpt, path
+
+
+def load_split(dataset, block_size):
+    """The split's tokens; for the toy dataset also each token's difficulty class and the class names."""
+    folder = os.path.join(data_dir, dataset)
+    tokens, classes, meta = (os.path.join(folder, name) for name in (f'{split}.bin', f'{split}_class.bin', 'meta.json'))
+    for path in (tokens, meta) if os.path.isfile(classes) else (tokens,):
+        if not os.path.isfile(path):
+            die(f"no {path}; prepare the dataset (python data/{dataset}/prepare.py) or fix data_dir or split")
+    data = np.memmap(tokens, dtype=np.uint16, mode='r')
+    if min(len(data), max_tokens) <= block_size:
+        die(f"{tokens} with max_tokens={max_tokens} is shorter than one window of {block_size + 1} tokens; "
+            "raise max_tokens or prepare a larger split")
+    if not os.path.isfile(classes):
+        return data, None, None
+    with open(meta) as f:
+        return data, np.fromfile(classes, dtype=np.uint8), json.load(f)['classes']
+
+
+@contextmanager
+def knobs(model, **changes):
+    """Set inference-time knobs of model.config (halting, halt_threshold, n_ponder...), restore them after."""
+    saved = {key: getattr(model.config, key) for key in changes}
+    model.config.__dict__.update(changes)
+    try:
+        yield
+    finally:
+        model.config.__dict__.update(saved)
+
+
+def evaluate(model, data, progress=False):
+    """Per-token NLL and depth of the model as its knobs stand now, their means and FLOPs per token."""
+    torch.manual_seed(seed)  # the random depths of halting='fixed' come from torch's RNG
+    nll, depth, targets = model.score(data, batch_size, max_tokens, progress)
+    hist = depth_histogram(depth, model.config.n_ponder + 1)
+    return dict(nll=nll, depth=depth, targets=targets, hist=hist, loss=nll.mean().item(),
+                passes=depth.float().mean().item(), flops=model.flops_per_token(hist)['total'])
+
+
+def paired_delta(a, b, window=1):
+    """Mean of a - b over the same tokens and its standard error. Neighbouring tokens' losses move together,
+    so the error is taken over the means of windows of `window` tokens (block_size: one scored window each)."""
+    d = (a - b).double().view(-1, window).mean(dim=1)
+    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
+
+
+def print_table(tag, rows):
+    """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
+    widths = [max(len(line[j]) for line in cells) for j in range(len(keys))]
+    for line in cells:
+        print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+# -----------------------------------------------------------------------------
+# 1. depth vs difficulty
+
+
+def ranks(x):
+    """Ranks 1..n of a 1-D tensor, ties sharing their average rank (depths are nearly all ties)."""
+    values, order = x.double().sort()
+    _, group, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # the rank of each group's last member
+    r = torch.empty(len(x), dtype=torch.float64)
+    r[order] = (last - (counts - 1) / 2)[group]  # the mean of ranks last-count+1 .. last
+    return r
+
+
+def spearman(x, y):
+    """Spearman correlation: the Pearson correlation of the tie-averaged ranks (nan if x or y is constant)."""
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return ((rx * ry).sum() / (rx.norm() * ry.norm())).item()
+
+
+def depth_vs_difficulty(ev, labels, classes, n_bins=5):
+    """Table 1: mean passes per NLL quantile, the rank correlation of depth and NLL, the toy classes."""
+    nll, depth = ev['nll'], ev['depth']
+    rows = []
+    for q, chunk in enumerate(nll.argsort().tensor_split(n_bins)):  # the easiest fifth first
+        shares = torch.bincount(depth[chunk] - 1, minlength=len(ev['hist'])) * 100 / len(chunk)
+        rows.append(dict(q=f'{q + 1}/{n_bins}', nll=f'{nll[chunk].min():.3f}..{nll[chunk].max():.3f}',
+                         loss=f'{nll[chunk].mean():.4f}', passes=f'{depth[chunk].float().mean():.2f}',
+                         depth_pct=','.join(str(round(s)) for s in shares.tolist())))
+    print_table('nll_quantile', rows)
+    print(f"depth_vs_nll spearman={spearman(depth, nll):.3f} tokens={len(nll)}"
+          "  (> 0: more passes on harder tokens; nan: every token ran the same passes)")
+    if labels is not None:
+        labels = torch.as_tensor(labels[1:1 + len(nll)].astype(np.int64))  # nll[j] predicts token j + 1
+        print_table('class', [dict(name=name, share=f'{(labels == c).double().mean():.1%}',
+                                   passes=f'{depth[labels == c].float().mean():.2f}',
+                                   loss=f'{nll[labels == c].mean():.4f}')
+                              for c, name in enumerate(classes) if (labels == c).any()])
+
+# -----------------------------------------------------------------------------
+# 2. the compute dial, 3. other checkpoints
+
+
+def dial_settings(cfg):
+    """(tau, cap) pairs: tau from 0 (never halt) over the decades around the trained tau up to 0.9, then
+    caps on passes (n_ponder = K-1 .. 0) at the trained tau."""
+    K, tau = cfg.n_ponder, cfg.halt_threshold
+    if cfg.halting != 'learned':  # no gates: only the cap moves compute
+        return [(tau, cap) for cap in range(K, -1, -1)]
+    taus = {0.0, 0.5, 0.9} | {tau * m for m in (0.01, 0.1, 0.3, 1, 3, 10, 30, 100, 1000)}
+    taus = sorted(t for t in taus if t < 1)  # gate values are < 1: tau >= 1 halts every token after one pass
+    return [(t, K) for t in taus] + [(tau, cap) for cap in range(K - 1, -1, -1)]
+
+
+def dial_run(model, data, tau, cap):
+    """One setting: learned halting, then random depths (same cap) with the mean passes learned halting got."""
+    with knobs(model, halt_threshold=tau, n_ponder=cap):
+        run = dict(tau=tau, cap=cap, learned=evaluate(model, data))
+        for dist in ('uniform', 'geometric'):
+            with knobs(model, halting='fixed', fixed_depth_dist=dist, fixed_mean_depth=run['learned']['passes']):
+                run[dist] = evaluate(model, data)
+    return run
+
+
+def dial_row(run, full_flops, window):
+    """Table 2's row for one setting: the losses, and random minus learned per token with its standard error."""
+    learned = run['learned']
+    row = dict(tau=f"{run['tau']:.3g}", cap=run['cap'], passes=f"{learned['passes']:.2f}",
+               flops_vs_full=f"{learned['flops'] / full_flops:.3f}", loss=f"{learned['loss']:.4f}",
+               uniform=f"{run['uniform']['loss']:.4f}", geometric=f"{run['geometric']['loss']:.4f}")
+    wins = []
+    for dist in ('uniform', 'geometric'):
+        delta, se = paired_delta(run[dist]['nll'], learned['nll'], window)
+        row.update({f'd_{dist}': f'{delta:+.4f}', f'se_{dist}': f'{se:.4f}'})
+        wins += [dist] if delta > 2 * se else []
+    return dict(row, wins=','.join(wins) or 'none')
+
+
+def compare(others, base, data, full_flops):
+    """Table 3: other checkpoints on the same tokens, paired against this one as trained."""
+    rows, points = [], []
+    for model, _, path in tqdm(others, desc='checkpoints', leave=False):
+        ev = evaluate(model, data)
+        delta, se = paired_delta(ev['nll'], base['nll'], model.config.block_size)
+        rows.append(dict(ckpt=path, halting=model.config.halting, K=model.config.n_ponder,
+                         passes=f"{ev['passes']:.2f}", flops_vs_full=f"{ev['flops'] / full_flops:.3f}",
+                         loss=f"{ev['loss']:.4f}", delta=f'{delta:+.4f}', se=f'{se:.4f}'))
+        points.append((f'{path} ({model.config.halting}, K={model.config.n_ponder})', ev))
+    print_table('compare', rows)
+    return points
+
+
+def plot_dial(runs, points, trained, title, file):
+    """Loss against mean passes: the three curves over the dial (solid: tau, dotted: the cap), checkpoints."""
+    import matplotlib
+    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    curves = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
+                  geometric=('C2', 'random depths, geometric'))
+    for name, (colour, _) in curves.items():
+        for style, face, held in ((':', 'white', 'tau'), ('-', colour, 'cap')):  # the cap moves, then tau
+            xy = sorted((r[name]['passes'], r[name]['loss']) for r in runs if r[held] == trained[held])
+            ax.plot(*zip(*xy), style, color=colour, marker='o', mfc=face, ms=5, zorder=3 if name == 'learned' else 2)
+    here = next(r['learned'] for r in runs if r['tau'] == trained['tau'] and r['cap'] == trained['cap'])
+    ax.annotate('as trained', (here['passes'], here['loss']), xytext=(6, 6), textcoords='offset points')
+    for (label, ev), marker in zip(points, '*Dsv^P'):
+        ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9, label=label)
+    handles = [Line2D([], [], color=c, marker='o', label=label) for c, label in curves.values()] + [
+        Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 0.9'),
+        Line2D([], [], color='grey', marker='o', mfc='white', ls=':', label='cap on passes, trained tau')]
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False)
+    ax.set(xlabel='mean passes per token', ylabel=f'{split} loss (nats per token)', title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(file, dpi=150)
+    plt.close(fig)
+    print(f"wrote {file}")
+
+
+def analyze(model, ckpt, path):
+    cfg, dataset = model.config, ckpt['dataset']
+    data, labels, classes = load_split(dataset, cfg.block_size)
+    others = [load(where, like=(dataset, cfg.block_size)) for where in compare_ckpts.split(',') if where]
+    full_flops = model.flops_per_token([0] * cfg.n_ponder + [1])['total']  # as trained, at full depth
+    print(f"analyze ckpt={path} dataset={dataset} split={split} halting={cfg.halting} K={cfg.n_ponder} "
+          f"tau={cfg.halt_threshold:g} iter={ckpt.get('iter_num', '?')}  (loss: cross-entropy, nats per token)")
+    base = evaluate(model, data, progress=True)
+    print("\n== 1. depth vs difficulty: mean passes per NLL quintile, easiest first ==")
+    depth_vs_difficulty(base, labels, classes)
+    print("\n== 2. the compute dial: learned halting against random depths with the same mean passes ==")
+    runs = [dial_run(model, data, tau, cap) for tau, cap in tqdm(dial_settings(cfg), desc='dial', leave=False)]
+    print_table('dial', [dial_row(run, full_flops, cfg.block_size) for run in runs])
+    print("(d_*: random minus learned loss, paired over the same tokens; se_*: its standard error over "
+          "windows of block_size tokens; wins: the baselines learned halting beats by more than 2 s.e.)")
+    points = []
+    if others:
+        print("\n== 3. other checkpoints; delta: their loss minus this one's as trained, paired ==")
+        points = compare(others, base, data, full_flops)
+    if plot:
+        title = f"{path} on {dataset} ({split}, {len(base['nll'])} tokens)"
+        plot_dial(runs, points, dict(tau=cfg.halt_threshold, cap=cfg.n_ponder), title, plot)
+
+# -----------------------------------------------------------------------------
+# the logit lens: what each pass predicts before the gate stops it
+
+
+@torch.no_grad()
+def logit_lens(model, idx):
+    """Greedy prediction (probability, token) after each pass j = 1..K+1 at every position of idx (1, T),
+    and each token's depth. Capping the model at j passes reproduces pass j exactly: passes 1..j, and every
+    halting decision in them, do not depend on the passes after."""
+    depth = model(idx).depth[0]  # (T,)
+    per_pass = []
+    for j in range(model.config.n_ponder + 1):
+        with knobs(model, n_ponder=j):
+            per_pass.append(F.softmax(model(idx).logits[0].float(), dim=-1).max(dim=-1))  # (T,) each
+    return per_pass, depth
+
+
+def lens(model, ckpt, path):
+    encode, decode = load_tokenizer(data_dir, ckpt, model.config.vocab_size)
+    if not start:
+        die("the prompt is empty; pass --start=TEXT")
+    ids = encode(start)[-model.config.block_size:]  # the last block_size tokens of a long prompt
+    per_pass, depth = logit_lens(model, torch.tensor([ids], device=model.wte.weight.device))
+
+    def show(i):  # quoted, with spaces made visible: each cell stays one greppable word
+        return repr(decode([i])).replace(' ', '\u2423')
+
+    rows = []
+    for t, token in enumerate(ids):
+        row = dict(pos=t, token=show(token), next=show(ids[t + 1]) if t + 1 < len(ids) else '?')
+        for j, (p, pred) in enumerate(per_pass):
+            row[f'pass{j + 1}'] = f'{show(pred[t].item())}@{p[t].item():.2f}' if j < depth[t] else '-'
+        rows.append(dict(row, depth=depth[t].item()))
+    print(f"== logit lens of {path}: the greedy next token@probability after each pass; '-': halted before ==")
+    print_table('lens', rows)
+
+# -----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    global device
+    configure(globals(), argv)
+    if mode not in ('analyze', 'lens') or min(batch_size, max_tokens) < 1:
+        die(f"mode={mode!r} must be analyze or lens, batch_size={batch_size} and max_tokens={max_tokens} at "
+            "least 1; fix the setting")
+    if plot and mode == 'analyze':  # now, not after minutes of scoring
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            die("plot= draws with matplotlib, which is not installed; pip install matplotlib")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
+            die(f"plot={plot}: its folder does not exist; create it or write the plot elsewhere")
+    device, _, ctx = pick_device(device, dtype)
+    model, ckpt, path = load(out_dir)
+    with ctx:
+        (analyze if mode == 'analyze' else lens)(model, ckpt, path)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,273 @@
+"""analyze.py: the tables agree with the model and with each other, the dial moves compute, clear errors."""
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import analyze
+from adaponder import AdaPonderLM, load_checkpoint, preset, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {k: v for k, v in vars(analyze).items()  # analyze's defaults, restored before every main()
+            if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
+
+
+def prepare_toy(data_dir):
+    """The real toy dataset (data/toy/prepare.py), small: a few thousand characters."""
+    spec = importlib.util.spec_from_file_location('toy_prepare', ROOT / 'data' / 'toy' / 'prepare.py')
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    meta, _ = prepare.prepare(str(data_dir / 'toy'), seed=1, train_chars=20_000, val_chars=6_000)
+    return meta
+
+
+def train_checkpoint(out_dir, vocab_size, steps, data, dataset='toy', **config):
+    """A tiny model trained a few AdamW steps on the toy train split. gate_bias_init=0 with tau=0.5 makes
+    tokens halt after every pass from the start, so depths vary."""
+    torch.manual_seed(0)
+    cfg = preset('tiny', vocab_size=vocab_size, **{**dict(n_ponder=3, gate_bias_init=0.0, halt_threshold=0.5),
+                                                   **config})
+    model = AdaPonderLM(cfg)
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99), 'cpu')
+    gen, T = torch.Generator().manual_seed(0), cfg.block_size
+    for _ in range(steps):
+        ix = torch.randint(len(data) - T - 1, (8,), generator=gen).tolist()
+        x = torch.stack([data[i:i + T] for i in ix])
+        y = torch.stack([data[i + 1:i + T + 1] for i in ix])
+        loss = model(x, y, bottom_k_frac=0.0).loss  # no gate loss: 20 steps of it would halt every token
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    out_dir.mkdir()
+    save_checkpoint(str(out_dir / 'ckpt.pt'), model, iter_num=steps, dataset=dataset)
+    return str(out_dir)
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp('analyze')
+    meta = prepare_toy(root / 'data')
+    train = torch.from_numpy(np.fromfile(root / 'data' / 'toy' / 'train.bin', dtype=np.uint16).astype(np.int64))
+    v = meta['vocab_size']
+    return dict(root=root, data_dir=str(root / 'data'), meta=meta,
+                learned=train_checkpoint(root / 'out-learned', v, 20, train),
+                none=train_checkpoint(root / 'out-none', v, 5, train, halting='none'),
+                vanilla=train_checkpoint(root / 'out-vanilla', v, 5, train, n_ponder=0),
+                other_dataset=train_checkpoint(root / 'out-other', v, 0, train, dataset='shakespeare_char'),
+                short_context=train_checkpoint(root / 'out-short', v, 0, train, block_size=32))
+
+
+def run_main(capsys, *args):
+    """analyze.main in-process from its default settings; returns (stdout, the SystemExit message or None)."""
+    vars(analyze).update(SETTINGS)
+    try:
+        analyze.main(list(args))
+        message = None
+    except SystemExit as e:
+        message = str(e.code)
+    return capsys.readouterr().out, message
+
+
+def toy_args(toy, *args):
+    return (f'--out_dir={toy["learned"]}', f'--data_dir={toy["data_dir"]}', '--max_tokens=2048', *args)
+
+
+def values(lines, key):
+    return [re.search(rf'\b{key}=(\S+)', line).group(1) for line in lines]
+
+
+def tagged(out, tag):
+    return [line for line in out.splitlines() if line.startswith(tag + ' ')]
+
+# ---- pure functions, by hand ----
+
+
+def test_ranks_average_ties_and_spearman():
+    assert analyze.ranks(torch.tensor([3, 1, 2, 2])).tolist() == [4.0, 1.0, 2.5, 2.5]
+    x = torch.tensor([1, 1, 2, 3, 3, 3, 4])
+    assert analyze.spearman(x, x.double() ** 3) == pytest.approx(1.0)
+    assert analyze.spearman(x, -x.double()) == pytest.approx(-1.0)
+    # by hand: ranks [1, 2.5, 2.5, 4] and [1, 3, 2, 4], centred dot product 4.5, squared norms 4.5 and 5
+    rho = analyze.spearman(torch.tensor([1, 2, 2, 3]), torch.tensor([1., 3., 2., 4.]))
+    assert rho == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+
+
+def test_paired_standard_error_by_hand():
+    a, b = torch.tensor([2., 3., 4., 7.]), torch.tensor([1., 1., 1., 1.])
+    # differences 1, 2, 3, 6: mean 3, sample variance (4 + 1 + 0 + 9) / 3, s.e. sqrt(14/3) / 2
+    assert analyze.paired_delta(a, b) == pytest.approx((3.0, math.sqrt(14 / 3) / 2))
+    # windows of 2 tokens: means 1.5 and 4.5, sample variance 4.5, s.e. sqrt(4.5) / sqrt(2) = 1.5
+    assert analyze.paired_delta(a, b, window=2) == pytest.approx((3.0, 1.5))
+
+
+def test_knobs_are_restored_even_after_an_error():
+    model = AdaPonderLM(preset('tiny', n_ponder=3))
+    with pytest.raises(RuntimeError):
+        with analyze.knobs(model, halting='fixed', n_ponder=1):
+            assert model.config.halting == 'fixed' and model.config.n_ponder == 1
+            raise RuntimeError
+    assert model.config.halting == 'learned' and model.config.n_ponder == 3
+
+
+def test_a_win_needs_more_than_two_standard_errors():
+    def ev(nll):
+        nll = torch.tensor(nll)
+        return dict(nll=nll, loss=nll.mean().item(), passes=2.0, flops=50.0)
+    # uniform minus learned: 1, 2, 3, 6 (mean 3, s.e. 1.08); geometric: 0, 0, 1, 5 (mean 1.5, s.e. 1.19)
+    run = dict(tau=0.01, cap=3, learned=ev([0., 0., 0., 0.]), uniform=ev([1., 2., 3., 6.]),
+               geometric=ev([0., 0., 1., 5.]))
+    row = analyze.dial_row(run, full_flops=100.0, window=1)
+    assert row['wins'] == 'uniform' and row['d_geometric'] == '+1.5000' and row['se_uniform'] == '1.0801'
+    assert (row['passes'], row['flops_vs_full'], row['loss'], row['uniform']) == ('2.00', '0.500', '0.0000', '3.0000')
+
+
+# ---- the compute dial ----
+
+
+@pytest.fixture(scope='module')
+def dial(toy):
+    """Every setting of the dial on the learned checkpoint, as analyze runs them."""
+    model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
+    data = np.fromfile(f'{toy["data_dir"]}/toy/val.bin', dtype=np.uint16)
+    vars(analyze).update(SETTINGS, max_tokens=2048)
+    runs = [analyze.dial_run(model.eval(), data, tau, cap) for tau, cap in analyze.dial_settings(model.config)]
+    return model, data, runs
+
+
+def test_dial_passes_fall_as_tau_rises_and_the_cap_drops(dial):
+    model, _, runs = dial
+    by_tau = [r['learned']['passes'] for r in runs if r['cap'] == 3]
+    assert [r['tau'] for r in runs if r['cap'] == 3][0] == 0.0 and by_tau[0] == 4.0  # tau = 0 never halts
+    assert by_tau[-1] < 1.5 and all(b <= a + 0.02 for a, b in zip(by_tau, by_tau[1:])), by_tau
+    by_cap = [r['learned']['passes'] for r in runs if r['tau'] == 0.5]
+    assert len(by_cap) == 4 and all(b <= a for a, b in zip(by_cap, by_cap[1:])) and by_cap[-1] == 1.0 < by_cap[0]
+    assert (model.config.halting, model.config.halt_threshold, model.config.n_ponder) == ('learned', 0.5, 3)
+
+
+def test_random_depths_match_the_mean_passes_and_repeat(dial):
+    model, data, runs = dial
+    for r in runs:
+        for dist in ('uniform', 'geometric'):
+            assert r[dist]['passes'] == pytest.approx(r['learned']['passes'], abs=0.05), (r['tau'], r['cap'], dist)
+            assert torch.equal(r[dist]['targets'], r['learned']['targets'])  # the same tokens
+            assert r[dist]['depth'].max() <= r['cap'] + 1  # and the same cap
+    middle = next(r for r in runs if 1.5 < r['learned']['passes'] < 3.5)
+    assert len(set(middle['uniform']['depth'].tolist())) > 1  # random depths really vary
+    again = analyze.dial_run(model, data, middle['tau'], middle['cap'])
+    assert torch.equal(again['geometric']['nll'], middle['geometric']['nll'])  # seeded: the same draws
+
+
+def test_analysis_prints_every_table_consistently(toy, dial, capsys):
+    model, data, runs = dial
+    others = f'{toy["none"]},{toy["vanilla"]}/ckpt.pt'
+    out, message = run_main(capsys, *toy_args(toy, f'--compare_ckpts={others}'))
+    assert message is None, message
+    own = model.score(data, 16, 2048)[0]  # the checkpoint's own per-token NLL, as trained
+    # table 1: five equal quintiles whose passes average to the checkpoint's; the toy classes add up
+    quintiles = tagged(out, 'nll_quantile')
+    assert len(quintiles) == 5
+    assert np.mean([float(p) for p in values(quintiles, 'passes')]) == pytest.approx(
+        runs[[r['tau'] for r in runs].index(0.5)]['learned']['passes'], abs=0.01)
+    assert -1 <= float(values(tagged(out, 'depth_vs_nll'), 'spearman')[0]) <= 1
+    classes = tagged(out, 'class')
+    assert values(classes, 'name') == toy['meta']['classes']
+    assert sum(float(v.rstrip('%')) for v in values(classes, 'share')) == pytest.approx(100, abs=0.5)
+    labels = torch.from_numpy(np.fromfile(f'{toy["data_dir"]}/toy/val_class.bin', dtype=np.uint8)[1:1 + len(own)])
+    assert values(classes, 'loss') == [f'{own[labels == c].mean():.4f}' for c in range(4)]  # label j+1: nll[j]
+    # table 2: one row per setting, the numbers the runs gave, the trained row the checkpoint's own loss
+    rows = tagged(out, 'dial')
+    assert len(rows) == len(runs)
+    for line, r in zip(rows, runs):
+        assert float(values([line], 'passes')[0]) == pytest.approx(r['learned']['passes'], abs=0.005)
+        for dist in ('uniform', 'geometric'):
+            delta, se = analyze.paired_delta(r[dist]['nll'], r['learned']['nll'], model.config.block_size)
+            assert float(values([line], dist)[0]) == pytest.approx(r[dist]['loss'], abs=5e-5)
+            assert float(values([line], f'd_{dist}')[0]) == pytest.approx(delta, abs=5e-5)
+            assert (dist in values([line], 'wins')[0]) == (delta > 2 * se)
+    trained = [line for line in rows if 'tau=0.5 ' in line and 'cap=3 ' in line]
+    assert values(trained, 'loss') == [f'{own.mean():.4f}'] and values(trained, 'flops_vs_full') != ['1.000']
+    assert values([rows[0]], 'flops_vs_full') == ['1.000']  # tau = 0: full depth
+    # table 3: the other checkpoints, paired against this one
+    compare = tagged(out, 'compare')
+    assert values(compare, 'halting') == ['none', 'learned'] and values(compare, 'K') == ['3', '0']
+    assert values(compare, 'passes') == ['4.00', '1.00']
+    vanilla, _ = load_checkpoint(f'{toy["vanilla"]}/ckpt.pt')
+    delta = vanilla.eval().score(data, 16, 2048)[0].mean() - own.mean()
+    assert float(values(compare[1:], 'delta')[0]) == pytest.approx(delta.item(), abs=5e-5)
+
+
+def test_plot_is_written(toy, capsys):
+    pytest.importorskip('matplotlib')
+    picture = toy['root'] / 'dial.png'
+    out, message = run_main(capsys, *toy_args(toy, f'--plot={picture}', f'--compare_ckpts={toy["vanilla"]}'))
+    assert message is None and f'wrote {picture}' in out
+    assert picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and picture.stat().st_size > 20_000
+
+# ---- the logit lens ----
+
+
+def test_lens_matches_the_model(toy, capsys):
+    prompt = 'A:12+34=64\nC:abc|ab'
+    out, message = run_main(capsys, '--mode=lens', *toy_args(toy, f'--start={prompt}'))
+    assert message is None, message
+    rows = tagged(out, 'lens')
+    assert len(rows) == len(prompt)
+    ids = torch.tensor([[toy['meta']['stoi'][c] for c in prompt]])
+    with torch.no_grad():  # pass j is the output of the model loaded with a cap of j passes
+        ref = [load_checkpoint(f'{toy["learned"]}/ckpt.pt', n_ponder=j)[0].eval()(ids) for j in range(4)]
+    depths = ref[-1].depth[0].tolist()
+    assert len(set(depths)) > 1  # depths vary, so the '-' cells mean something
+    for t, line in enumerate(rows):
+        depth = int(values([line], 'depth')[0])
+        assert depth == depths[t]
+        cells = re.findall(r'pass\d=(\S+)', line)
+        assert len(cells) == 4 and all(c == '-' for c in cells[depth:]) and '-' not in cells[:depth]
+        for j, cell in enumerate(cells[:depth]):
+            probs = ref[j].logits[0, t].softmax(-1)
+            token, p = cell.rsplit('@', 1)
+            assert token == repr(toy['meta']['itos'][probs.argmax()])
+            assert float(p) == pytest.approx(probs.max().item(), abs=0.005)
+
+# ---- clear errors ----
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--bogus=1'], ['unknown setting']),
+    (['--mode=dance'], ["mode='dance' must be analyze or lens"]),
+    (['--max_tokens=0'], ['max_tokens=0', 'at least 1']),
+    (['--batch_size=many'], ['batch_size must be int']),
+    (['--out_dir=out-nothing'], ['no checkpoint at out-nothing/ckpt.pt', 'train.py']),
+    (['--split=test'], ['test.bin', 'prepare.py']),
+    (['--max_tokens=40'], ['shorter than one window', 'max_tokens']),
+    (['--compare_ckpts=OTHER'], ['trained on shakespeare_char', 'same tokens']),
+    (['--compare_ckpts=SHORT'], ['block_size=32', 'same tokens']),
+    (['--mode=lens', '--start=A:Z1@'], ["'@', 'Z'"]),
+    (['--mode=lens', '--start='], ['prompt is empty']),
+    (['--plot=no/such/folder/dial.png'], ['folder does not exist']),
+])
+def test_bad_input_is_one_clear_line(toy, capsys, args, fragments):
+    args = [a.replace('OTHER', toy['other_dataset']).replace('SHORT', toy['short_context']) for a in args]
+    _, message = run_main(capsys, *toy_args(toy), *args)
+    assert message is not None and message.startswith('error: ') and '\n' not in message and '; ' in message
+    assert all(f in message for f in fragments), message
+
+
+def test_missing_meta_and_corrupt_checkpoint(toy, capsys, tmp_path):
+    (tmp_path / 'toy').mkdir()
+    (tmp_path / 'toy' / 'val.bin').write_bytes((Path(toy['data_dir']) / 'toy' / 'val.bin').read_bytes())
+    (tmp_path / 'toy' / 'val_class.bin').write_bytes(b'\0' * 10)
+    _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
+    assert message.startswith('error: no ') and 'meta.json' in message and 'prepare.py' in message
+    (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
+    _, message = run_main(capsys, f'--out_dir={tmp_path}')
+    assert message.startswith('error: ') and 'not a readable AdaPonder checkpoint' in message
+
+
+def test_plot_without_matplotlib_says_how_to_install(toy, capsys, monkeypatch):
+    monkeypatch.setitem(__import__('sys').modules, 'matplotlib', None)  # import matplotlib now fails
+    _, message = run_main(capsys, *toy_args(toy), '--plot=dial.png')
+    assert message.startswith('error: ') and 'pip install matplotlib' in message
