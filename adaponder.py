@@ -214,7 +214,7 @@ class AdaPonderConfig:
     bottom_k_frac: float = 0.1  # share of the running gate values the gate loss pushes down (train.py ramps it)
     embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (official PonderLM: sqrt(d))
     first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
-    gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts as plain PonderLM
+    gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts close to plain PonderLM
     fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform' or 'geometric' distribution of depths
     fixed_mean_depth: float = 2.5  # halting='fixed': mean passes per token, in [1, K+1]
 
@@ -297,7 +297,7 @@ class AdaPonderLM(nn.Module):
         h_out = torch.zeros_like(E)  # each token's state after the last pass it ran
         s = torch.ones(idx.shape, device=idx.device)  # gate values of the previous pass (float32)
         max_depth = self.max_depth(idx.shape, idx.device)  # K+1, or random depths (halting='fixed')
-        gates, gates_live = [], []
+        gates, running_after = [], []  # s_i and m_{i+1} of each pass, for the gate loss
         for i in range(cfg.n_ponder + 1):
             if not kv.begin_pass(i, running):  # decoding: every token halted, skip the pass
                 continue
@@ -317,8 +317,8 @@ class AdaPonderLM(nn.Module):
             s = scatter_rows(s, kv.rows, s_rows, running)
             running = scatter_rows(running, kv.rows, go_on, running)  # a halted token never resumes
             gates.append(s)
-            gates_live.append(running)  # the gate loss sees the gates that let their token go on
-        return h_out, depth, (gates, gates_live)
+            running_after.append(running)  # the gate loss sees the gates that let their token go on
+        return h_out, depth, (gates, running_after)
 
     def pondering_embedding(self, h):
         """e = softmax(head(h)) @ W_in: the expected input embedding of the model's own prediction."""
@@ -383,24 +383,24 @@ class AdaPonderLM(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
         kv = TrainingKV((self.rope_cos, self.rope_sin), T, self.config.dropout if self.training else 0.0)
-        h, depth, (gates, live) = self.ponder(idx, kv)
+        h, depth, (gates, running_after) = self.ponder(idx, kv)
         logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return PonderOutput(logits, depth)
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         k = self.config.bottom_k_frac if bottom_k_frac is None else bottom_k_frac
         use_gates = self.config.halting == 'learned' and gates  # k = 0 (stage 1) gives a gate loss of 0
-        gate_loss = self.gate_loss(gates, live, k) if use_gates else ce.new_zeros(())
+        gate_loss = self.gate_loss(gates, running_after, k) if use_gates else ce.new_zeros(())
         return PonderOutput(logits, depth, ce + self.config.ponder_lambda * gate_loss, ce, gate_loss)
 
     @staticmethod
-    def gate_loss(gates, live, k):
+    def gate_loss(gates, running_after, k):
         """Mean of the smallest ceil(k * N) gate values among the N entries (batch x token x step) that let
         their token run another pass: pushes the least useful passes toward halting. Entries of halted
         tokens, and gates already below tau, are left out: pushing those lower would change nothing, and
         they would fill the bottom-k set and the loss would fall to ~0 without acting. Static shapes,
         so it compiles: left-out entries are sorted to the end instead of being removed."""
-        s, live = torch.stack(gates).flatten(), torch.stack(live).flatten()
+        s, live = torch.stack(gates).flatten(), torch.stack(running_after).flatten()
         n_keep = torch.ceil(k * live.sum())  # 0 when k = 0 or when no gate let its token go on
         smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1, so 2.0 sorts last
         in_bottom_k = torch.arange(len(s), device=s.device) < n_keep

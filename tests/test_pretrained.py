@@ -1,5 +1,6 @@
-"""Importing a GPT-NeoX (Pythia) checkpoint: with n_ponder=0 AdaPonderLM must be the reference model, logit for logit.
-The reference is transformers' GPTNeoXForCausalLM (a test-only dependency, installed by .ci/run); no network is used."""
+"""Importing a GPT-NeoX checkpoint: with n_ponder=0 a Pythia, and with halting='none' an official PonderLM, must be
+the reference model, logit for logit. The reference is transformers' GPTNeoXForCausalLM (a test-only dependency,
+installed by .ci/run); no network is used."""
 import importlib.util
 import json
 import urllib.error
@@ -7,10 +8,12 @@ import urllib.request
 
 import pytest
 import torch
-import transformers
-from safetensors.torch import load_file, save_file
 
 from adaponder import AdaPonderLM
+
+transformers = pytest.importorskip('transformers')  # test extras (tests/requirements.txt): skip cleanly without
+safetensors = pytest.importorskip('safetensors.torch')
+load_file, save_file = safetensors.load_file, safetensors.save_file
 
 V = 100
 
