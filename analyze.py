@@ -18,8 +18,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import depth_histogram, load_checkpoint
-from configurator import configure, die, pick_device
-from sample import load_tokenizer
+from configurator import configure, die, load_tokenizer, pick_device
 
 # -----------------------------------------------------------------------------
 mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start`
@@ -204,7 +203,7 @@ def plot_dial(runs, points, trained, title, file):
     matplotlib.use('Agg')  # draw into a file, no window: works on servers too
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     curves = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
                   geometric=('C2', 'random depths, geometric'))
     for name, (colour, _) in curves.items():
@@ -218,7 +217,8 @@ def plot_dial(runs, points, trained, title, file):
     handles = [Line2D([], [], color=c, marker='o', label=label) for c, label in curves.values()] + [
         Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 0.9'),
         Line2D([], [], color='grey', marker='o', mfc='white', ls=':', label='cap on passes, trained tau')]
-    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False)
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False,
+              loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the axes: the curves stay visible
     ax.set(xlabel='mean passes per token', ylabel=f'{split} loss (nats per token)', title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -7,14 +7,18 @@ configurator: a script's settings are its plain global variables, and
 runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
 a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
 a bare --flag sets a boolean setting to True.
-Also here: the device and mixed-precision set-up the scripts share, and die(), their one-line error.
+Also here, so that every script sets up a run the same way: the device and mixed-precision context, the
+dataset's tokenizer (load_tokenizer) and die(), the one-line error for bad input.
 """
 import ast
 import difflib
+import itertools
+import json
 import os
 import sys
 import types
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -91,3 +95,39 @@ def pick_device(device='auto', dtype='auto'):
         torch.backends.cudnn.allow_tf32 = True
     ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, dtype=getattr(torch, dtype))
     return device, dtype, ctx
+
+
+def load_tokenizer(data_dir, ckpt, vocab_size):
+    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from data_dir/<dataset>/meta.json:
+    a character table ('itos', 'stoi'), GPT-2 BPE ('encoding': 'gpt2') or Pythia's GPT-NeoX BPE ('encoding':
+    'neox', the file meta['tokenizer_json']). Padding ids past the tokenizer's vocabulary decode as '\ufffd'."""
+    path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
+    if not os.path.isfile(path) and vocab_size < 50257:  # as nanoGPT: a GPT-2-sized model without one: GPT-2 BPE
+        die(f"no {path}, the vocabulary of this checkpoint's dataset; prepare the dataset or pass --data_dir")
+    meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else dict(encoding='gpt2')
+    try:  # not installed, offline without tiktoken's cached files, no tokenizer.json: one clear line
+        if 'itos' in meta:
+            itos, stoi = meta['itos'], meta['stoi']
+            n_vocab, decode_known = len(itos), lambda ids: ''.join(itos[i] for i in ids)
+
+            def encode(text):
+                if unknown := sorted(set(text) - set(stoi)):  # a clear error, not a KeyError
+                    die(f"the prompt has characters not in the vocabulary: {', '.join(map(repr, unknown))}; "
+                        f"use only these: {''.join(itos)!r}")
+                return [stoi[c] for c in text]
+        elif meta.get('encoding') == 'gpt2':
+            import tiktoken
+            enc = tiktoken.get_encoding('gpt2')
+            n_vocab, decode_known, encode = enc.n_vocab, enc.decode, lambda s: enc.encode(s, allowed_special='all')
+        else:  # 'neox'
+            from tokenizers import Tokenizer
+            tok = Tokenizer.from_file(meta['tokenizer_json'])
+            n_vocab, encode, decode_known = (tok.get_vocab_size(), lambda s: tok.encode(s).ids,
+                                             lambda ids: tok.decode(ids, skip_special_tokens=False))
+    except Exception as e:  # requests' and the Rust library's errors have no common class
+        die(f"cannot load the tokenizer of {path} ({type(e).__name__}: {e}); install it or prepare the data again")
+
+    def decode(ids):  # runs of real ids decode together (BPE characters span tokens); padding ids have no text
+        runs = itertools.groupby(ids, key=lambda i: i < n_vocab)
+        return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run)) for real, run in runs)
+    return encode, decode

@@ -3,17 +3,17 @@ Sample from a trained AdaPonderLM, each new token shown with the number of passe
 $ python sample.py --start="A:57+486=" --halt_threshold=1e-2 --html=samples.html  # any setting below as --key=value
 """
 import itertools
-import json
 import os
 import sys
 import time
 from html import escape
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
 
 from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, load_checkpoint
-from configurator import configure, die, pick_device
+from configurator import configure, die, load_tokenizer, pick_device
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-toy'  # the folder holding ckpt.pt
@@ -30,47 +30,10 @@ halt_threshold = None  # tau at inference (None: the checkpoint's); higher = few
 n_ponder = None  # a cap on the extra passes, at most the trained K (None: K)
 plain = False  # text[passes] even on a terminal
 html = ''  # also write the samples, coloured by passes, to this HTML file
+image = ''  # and draw them into this PNG picture (needs matplotlib)
 # -----------------------------------------------------------------------------
 PALETTE = [(33, '#0087ff'), (45, '#00d7ff'), (49, '#00ffaf'), (118, '#87ff00'),  # (xterm-256 code, its RGB)
            (226, '#ffff00'), (214, '#ffaf00'), (208, '#ff8700'), (196, '#ff0000')]  # from cool to hot
-
-
-def load_tokenizer(data_dir, ckpt, vocab_size):
-    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from data_dir/<dataset>/meta.json:
-    a character table ('itos', 'stoi'), GPT-2 BPE ('encoding': 'gpt2') or Pythia's GPT-NeoX BPE ('encoding':
-    'neox', the file meta['tokenizer_json']). Padding ids past the tokenizer's vocabulary decode as '\ufffd'."""
-    path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
-    if not os.path.isfile(path) and vocab_size < 50257:
-        die(f"no {path}, the vocabulary of this checkpoint's dataset; prepare the dataset or pass --data_dir")
-    # as nanoGPT: without its meta.json, a GPT-2-sized model is taken to use GPT-2 BPE
-    meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else dict(encoding='gpt2')
-    if 'itos' in meta:
-        itos, stoi = meta['itos'], meta['stoi']
-        n_vocab, decode_known = len(itos), lambda ids: ''.join(itos[i] for i in ids)
-
-        def encode(text):
-            if unknown := sorted(set(text) - set(stoi)):  # a clear error, not a KeyError
-                die(f"the prompt has characters not in the vocabulary: {', '.join(map(repr, unknown))}; "
-                    f"use only these: {''.join(itos)!r}")
-            return [stoi[c] for c in text]
-    else:
-        try:  # not installed, offline without tiktoken's cached files, no tokenizer.json: one clear line
-            if meta.get('encoding') == 'gpt2':
-                import tiktoken
-                enc = tiktoken.get_encoding('gpt2')
-                n_vocab, decode_known, encode = enc.n_vocab, enc.decode, lambda s: enc.encode(s, allowed_special='all')
-            else:  # 'neox'
-                from tokenizers import Tokenizer
-                tok = Tokenizer.from_file(meta['tokenizer_json'])
-                n_vocab, encode, decode_known = (tok.get_vocab_size(), lambda s: tok.encode(s).ids,
-                                                 lambda ids: tok.decode(ids, skip_special_tokens=False))
-        except Exception as e:  # requests' and the Rust library's errors have no common class
-            die(f"cannot load the tokenizer of {path} ({type(e).__name__}: {e}); install it or prepare the data again")
-
-    def decode(ids):  # runs of real ids decode together (BPE characters span tokens); padding ids have no text
-        runs = itertools.groupby(ids, key=lambda i: i < n_vocab)
-        return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run)) for real, run in runs)
-    return encode, decode
 
 
 def show(text, depth, colours=None):
@@ -94,14 +57,50 @@ def write_html(path, prompt, samples, colours):
                           f'white-space:pre-wrap}}</style><p>passes per token: {legend}</p>{body}\n', encoding='utf-8')
 
 
+def write_image(path, prompt, samples, colours, width=80):
+    """The page as a PNG picture: the legend, then each sample in monospace cells (a new token's characters on its
+    depth's colour, a newline as '↵' and then a new row), rows wrapped at width columns, and its stats in small grey."""
+    import matplotlib
+    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
+    import matplotlib.pyplot as plt
+    rows = [[(c, 0) for c in 'passes per token: '] + [(c, d) for d in range(1, len(colours) + 1) for c in f' {d} ']]
+    for pieces, stats in samples:  # rows of (character, depth) cells, depth 0 black on white; the stats: a str
+        rows += [[], []]  # a blank row, then the sample's first
+        for c, d in [(c, 0) for c in prompt] + [(c, d) for text, d in pieces for c in text.replace('\n', '↵\n')]:
+            if c == '\n' or len(rows[-1]) == width:
+                rows.append([])
+            if c != '\n':
+                rows[-1].append((c, d))
+        rows.append(stats)
+    cols = max(len(row) for row in rows if isinstance(row, list))
+    fig = plt.figure(figsize=(cols * 6.5 / 72, len(rows) * 14 / 72))  # cells of 6.5 x 14 points: 13 x 28 pixels
+    ax = fig.add_axes((0, 0, 1, 1), xlim=(0, cols), ylim=(len(rows), 0))
+    ax.set_axis_off()
+    for y, row in enumerate(rows):
+        if isinstance(row, str):
+            ax.text(0, y + .5, row, color='grey', va='center', family='monospace', fontsize=7)
+            continue
+        x = 0
+        for d, run in itertools.groupby(d for _, d in row):  # a rectangle per run of a colour: no seams inside it
+            n = len(list(run))
+            if d:
+                ax.add_patch(plt.Rectangle((x, y + .1), n, .8, color=colours[d - 1][1], lw=0))
+            x += n
+        for x, (c, _) in enumerate(row):
+            ax.text(x + .5, y + .5, c, ha='center', va='center', family='monospace', fontsize=10)
+    fig.savefig(path, dpi=144, bbox_inches='tight', pad_inches=.125)  # tight: a stats line may be the longest
+    plt.close(fig)
+
+
 if __name__ == '__main__':
     configure(globals())
-    valid = [min(num_samples, max_new_tokens) >= 1, temperature >= 0, top_k is None or top_k >= 1,
-             halt_threshold is None or type(halt_threshold) in (int, float) and halt_threshold >= 0,
-             n_ponder is None or type(n_ponder) is int and n_ponder >= 0]
-    if not all(valid):
+    if not all([min(num_samples, max_new_tokens) >= 1, temperature >= 0, top_k is None or top_k >= 1,
+                halt_threshold is None or type(halt_threshold) in (int, float) and halt_threshold >= 0,
+                n_ponder is None or type(n_ponder) is int and n_ponder >= 0]):
         die("num_samples, max_new_tokens, top_k must be >= 1 (top_k=None: all tokens), temperature >= 0, "
             "halt_threshold a number >= 0, n_ponder an integer >= 0 (None: the checkpoint's); fix the setting")
+    if image and find_spec('matplotlib') is None:  # now, not after minutes of sampling
+        die("image= draws with matplotlib, which is not installed; pip install matplotlib")
     device, dtype, ctx = pick_device(device, dtype)
     try:  # the inference-time halting threshold and cap on passes, where set, replace the checkpoint's
         model, ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device, **{k: v for k, v in dict(
@@ -145,6 +144,7 @@ if __name__ == '__main__':
                      f"flops_vs_full={flops['total'] / full_flops:.2f} depth_hist=[{','.join(map(str, hist))}]")
             print(f"\n{stats}\n---------------")
             samples.append((pieces, stats))
-    if html:
-        write_html(html, prompt, samples, colours)
-        print(f"wrote {html}")
+    for path, write in ((html, write_html), (image, write_image)):
+        if path:
+            write(path, prompt, samples, colours)
+            print(f"wrote {path}")

@@ -1,4 +1,5 @@
-"""sample.py: the depth shown is the depth generated, colours and the plain form, BPE text, one clear line per error.
+"""sample.py: the depth shown is the depth generated, colours, the plain form and the picture, BPE text, one clear line
+per error.
 The script runs in-process (runpy, as `python sample.py`): a subprocess costs seconds, and only one test needs it."""
 import importlib.util
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import configurator
 import sample
 from adaponder import AdaPonderLM, load_checkpoint, preset, save_checkpoint
 
@@ -126,6 +128,62 @@ def test_show_and_html_forms(tmp_path):
     assert 'title="passes: 1">↵\n</span>' in html
 
 
+# ---- the PNG picture ----
+
+def colours_below_legend(picture):
+    """The PALETTE entries (1-based) whose exact colour some pixel of the picture has, below its legend: the legend
+    (every depth's colour) is the first band of ink, down to the first all-white row of pixels."""
+    from matplotlib import colors, image
+    pixels = image.imread(picture)[..., :3]
+    ink = (pixels < 1).any(axis=(1, 2))
+    top = ink.argmax()
+    body = pixels[top + (~ink[top:]).argmax():]
+    return [i for i, (_, rgb) in enumerate(sample.PALETTE, 1) if (abs(body - colors.to_rgb(rgb)).max(-1) < 1e-3).any()]
+
+
+def test_image_colours_the_depths_generated(toy, monkeypatch, capsys):
+    """--image: a PNG in which, below the legend, a depth's colour shows iff some new token ran that many passes
+    (the picture is drawn from what was sampled); a K=3 model's depths 1..4 take PALETTE entries 1, 3, 6, 8."""
+    pytest.importorskip('matplotlib')
+    from matplotlib import image
+    picture = toy['root'] / 'samples.png'
+    out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=2', '--max_new_tokens=3', '--seed=1',
+                     f'--image={picture}')
+    assert error is None and f'wrote {picture}' in out and picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    height, width, _ = image.imread(picture).shape
+    assert 150 < height < 600 and 400 < width < 1200  # 2 samples of a few characters, their stats the widest rows
+    depths = {d for s in stats(out) for d, n in enumerate(json.loads(s['depth_hist']), 1) if n}
+    assert 1 < len(depths) < 4  # some depths drawn, some not
+    assert colours_below_legend(picture) == [[1, 3, 6, 8][d - 1] for d in sorted(depths)]
+
+
+def test_image_rows(tmp_path):
+    """Drawn directly: the prompt black on white, a newline token's colour shown (as '↵'), a token's cells one band
+    of colour with no gap between them, a long line wrapped at 80 columns: as wide as 80 characters, and taller."""
+    pytest.importorskip('matplotlib')
+    import numpy as np
+    from matplotlib import colors, image
+    colours = [sample.PALETTE[i] for i in (0, 2, 5, 7)]
+
+    def draw(name, prompt, pieces):
+        sample.write_image(str(tmp_path / name), prompt, [(pieces, 'sample i=0')], colours)
+        return tmp_path / name
+    picture = draw('a.png', 'A:1\n', [('xyz' * 10, 2), ('\n', 4), ('z', 2)])
+    assert colours_below_legend(picture) == [3, 8]  # 4 passes: the newline
+    green = (abs(image.imread(picture)[..., :3] - colors.to_rgb(colours[1][1])).max(-1) < 1e-3)
+    xs = np.nonzero(green[green.sum(1).argmax()])[0]  # a row of pixels through the token's cells, above the glyphs
+    assert len(xs) == xs[-1] - xs[0] + 1 > 300  # one unbroken band, 30 cells wide
+    (h80, w80, _), (h200, w200, _) = (image.imread(draw(f'{n}.png', '', [('x' * n, 1)])).shape for n in (80, 200))
+    assert w200 == w80 and h200 > h80
+
+
+def test_image_without_matplotlib_fails_before_sampling(toy, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib now fails
+    out, error = run(monkeypatch, capsys, *toy['args'], '--image=samples.png')
+    assert error == "error: image= draws with matplotlib, which is not installed; pip install matplotlib"
+    assert out == ''  # not a token sampled
+
+
 # ---- BPE: whole characters, padding ids, a GPT-2 checkpoint without meta.json ----
 
 def neox_tokenizer(path):
@@ -161,7 +219,7 @@ def test_bpe_streams_whole_characters(encoding, tmp_path, monkeypatch, capsys):
     token that ends inside a character shows nothing, and the padding id shows as U+FFFD."""
     args = bpe_checkpoint(tmp_path, encoding)
     vocab_size = 50304 if encoding == 'gpt2' else 320
-    encode, _ = sample.load_tokenizer(str(tmp_path / 'data'), dict(dataset='bpe'), vocab_size)
+    encode, _ = configurator.load_tokenizer(str(tmp_path / 'data'), dict(dataset='bpe'), vocab_size)
     ids = encode(TEXT) + [vocab_size - 1] + encode(' ok')
 
     def scripted(self, idx, max_new_tokens, temperature=1.0, top_k=None):
