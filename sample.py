@@ -58,8 +58,8 @@ def write_html(path, prompt, samples, colours):
 
 
 def write_image(path, prompt, samples, colours, width=80):
-    """The page as a PNG picture: the legend, then each sample in monospace cells (a new token's characters on its
-    depth's colour, a newline as '↵' and then a new row), rows wrapped at width columns, and its stats in small grey."""
+    """The page as a PNG: the legend, then each sample in monospace cells (a new token's characters on its depth's
+    colour, a newline as '↵' and then a new row), rows wrapped at width columns, and its stats in small grey."""
     import matplotlib
     matplotlib.use('Agg')  # draw into a file, no window: works on servers too
     import matplotlib.pyplot as plt
