@@ -130,7 +130,7 @@ def depth_vs_difficulty(ev, labels, classes, n_bins=5):
     nll, depth = ev['nll'], ev['depth']
     rows = []
     for q, chunk in enumerate(nll.argsort().tensor_split(n_bins)):  # the easiest fifth first
-        shares = torch.bincount(depth[chunk] - 1, minlength=len(ev['hist'])) * 100 / len(chunk)
+        shares = torch.tensor(depth_histogram(depth[chunk], len(ev['hist']))) * 100 / len(chunk)
         rows.append(dict(q=f'{q + 1}/{n_bins}', nll=f'{nll[chunk].min():.3f}..{nll[chunk].max():.3f}',
                          loss=f'{nll[chunk].mean():.4f}', passes=f'{depth[chunk].float().mean():.2f}',
                          depth_pct=','.join(str(round(s)) for s in shares.tolist())))
