@@ -480,13 +480,17 @@ class AdaPonderLM(nn.Module):
         out['mean_depth'] = sum(w[d - 1].item() * d for d in range(1, n_pass + 1))
         return out
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW with weight decay on matrices (and embeddings) only, not on biases and LayerNorms."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay),
-                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, gate_lr_mult=1.0):
+        """AdamW with weight decay on matrices (and embeddings) only, not on biases and LayerNorms. Each group
+        carries an lr_mult for train.py's schedule: the gates may learn faster than the rest (gate_lr_mult), as
+        new gates on a pretrained backbone must."""
+        groups = []
+        for gates, lr_mult in ((False, 1.0), (True, gate_lr_mult)):
+            params = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith('gates.') == gates]
+            groups += [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay, lr_mult=lr_mult),
+                       dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0, lr_mult=lr_mult)]
         fused = device_type == 'cuda'  # the fused kernel is faster where it exists
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        return torch.optim.AdamW([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=fused)
 
     @torch.no_grad()
     def score(self, data, batch_size=16, max_tokens=None, progress=False):

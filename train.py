@@ -66,6 +66,7 @@ bottom_k_frac = 0.1  # the gate loss pushes down this share of the running gates
 bottom_k_start = 0.2  # ...a schedule: cross-entropy only (k = 0) for this fraction of max_iters, then a linear
 bottom_k_end = 0.5  # ramp that reaches bottom_k_frac at this fraction of max_iters
 gate_warmup_iters = 0  # first iterations train only the gates, backbone frozen (continued pretraining)
+gate_lr_mult = 1.0  # the gates' learning rate is this times the rest's (new gates on a pretrained backbone: > 1)
 # adamw optimizer
 learning_rate = 1e-3  # peak learning rate
 max_iters = 500  # optimizer steps in all
@@ -215,7 +216,7 @@ raw_model = model  # the plain module: for FLOPs, scoring and saving, under comp
 # -----------------------------------------------------------------------------
 # optimizer, compile, DDP
 
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, gate_lr_mult)
 batch_gen = torch.Generator().manual_seed(seed)  # the training batches; its state goes into checkpoints
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
@@ -381,7 +382,7 @@ while True:
 
     lr, k = get_lr(iter_num), get_bottom_k(iter_num)
     for group in optimizer.param_groups:
-        group['lr'] = lr
+        group['lr'] = lr * group['lr_mult']
     t0 = time.time()
     for micro_step in range(gradient_accumulation_steps):
         X, Y = get_batch('train', batch_gen)  # fetched when used: a checkpoint's generator state is exact

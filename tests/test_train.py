@@ -142,8 +142,11 @@ def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp
     transformers.GPTNeoXForCausalLM(neox).save_pretrained(tmp_path / 'neox')
     assert train_in_process(monkeypatch, f'--data_dir={data_dir}', f'--out_dir={tmp_path}',
                             f'--init_from={tmp_path / "neox"}', '--max_iters=3', '--eval_interval=3',
-                            '--gate_warmup_iters=100', *TINY) is None
-    trained = load(tmp_path)['model']
+                            '--gate_warmup_iters=100', '--gate_lr_mult=10', *TINY) is None
+    checkpoint = load(tmp_path)
+    rates = {group['lr_mult']: group['lr'] for group in checkpoint['optimizer']['param_groups']}
+    assert rates.keys() == {1.0, 10.0} and rates[10.0] == pytest.approx(10 * rates[1.0])  # the gates learn faster
+    trained = checkpoint['model']
     pretrained = AdaPonderLM.from_pretrained(str(tmp_path / 'neox')).state_dict()
     backbone = [k for k in pretrained if not k.startswith('gates.')]
     assert backbone and all(torch.equal(trained[k], pretrained[k]) for k in backbone)
