@@ -31,6 +31,8 @@ gradient_accumulation_steps = 32  # 2 x 2048 x 32 = 131k tokens per step, 131M t
 # from (measured on a small PonderLM: +0.27% val loss at step 0 with the default 3, no measurable change at 5)
 gate_bias_init = 5.0
 gate_warmup_iters = 200  # gates only, backbone frozen
+gate_lr_mult = 10.0  # the new gates learn at 10x the backbone's rate: at 1x they barely moved in 1000 steps of a
+# small stand-in of this recipe and no token halted; at 10x it ended at 2.06 passes (docs/results.md, section 4)
 bottom_k_start = 0.0  # the backbone already ponders well: the gate loss may push from the start...
 bottom_k_end = 0.3  # ...reaching bottom_k_frac (0.1) at step 300
 
