@@ -1,5 +1,4 @@
-"""
-Sample from a trained AdaPonderLM, each new token shown with the number of passes the model spent choosing it:
+"""Sample from a trained AdaPonderLM, each new token shown with the number of passes the model spent choosing it:
 $ python sample.py --start="A:57+486=" --halt_threshold=1e-2 --html=samples.html  # any setting below as --key=value
 """
 import itertools
@@ -60,9 +59,8 @@ def write_html(path, prompt, samples, colours):
 def write_image(path, prompt, samples, colours, width=80):
     """The page as a PNG: the legend, then each sample in monospace cells (a new token's characters on its depth's
     colour, a newline as '↵' and then a new row), rows wrapped at width columns, and its stats in small grey."""
-    import matplotlib
-    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
     import matplotlib.pyplot as plt
+    plt.switch_backend('Agg')  # draw into a file, no window: works on servers too
     rows = [[(c, 0) for c in 'passes per token: '] + [(c, d) for d in range(1, len(colours) + 1) for c in f' {d} ']]
     for pieces, stats in samples:  # rows of (character, depth) cells, depth 0 black on white; the stats: a str
         rows += [[], []]  # a blank row, then the sample's first
@@ -99,6 +97,8 @@ if __name__ == '__main__':
                 n_ponder is None or type(n_ponder) is int and n_ponder >= 0]):
         die("num_samples, max_new_tokens, top_k must be >= 1 (top_k=None: all tokens), temperature >= 0, "
             "halt_threshold a number >= 0, n_ponder an integer >= 0 (None: the checkpoint's); fix the setting")
+    if any(p and not os.path.isdir(os.path.dirname(os.path.abspath(p))) for p in (html, image)):  # now, not later
+        die(f"the folder of html={html!r} or image={image!r} does not exist; create it or write the file elsewhere")
     if image and find_spec('matplotlib') is None:  # now, not after minutes of sampling
         die("image= draws with matplotlib, which is not installed; pip install matplotlib")
     device, dtype, ctx = pick_device(device, dtype)
@@ -126,7 +126,6 @@ if __name__ == '__main__':
           "= many; ↵ is a newline)" if terminal else f"each new token as text[passes], passes 1..{n_pass}")
     samples = []
     with ctx:
-        list(model.stream(idx, 2, temperature, top_k))  # warm-up: the first sample's tok/s without allocations
         torch.manual_seed(seed)
         for i in range(num_samples):
             print(prompt, end='', flush=True)

@@ -264,6 +264,7 @@ def test_import_has_no_side_effects(monkeypatch, capsys):
     (['--start=FILE:latin1.txt'], 'cannot read the prompt FILE:latin1.txt (not UTF-8)'),
     (['--data_dir=nowhere'], 'no nowhere/toy/meta.json'),
     (['--out_dir=nowhere'], 'no checkpoint at nowhere/ckpt.pt'),
+    (['--html=no/such/folder/s.html'], "the folder of html='no/such/folder/s.html' or image='' does not exist"),
 ])
 def test_bad_input_is_one_clear_line(args, fragment, toy, monkeypatch, capsys):
     monkeypatch.chdir(toy['root'])
