@@ -647,7 +647,7 @@ def read_neox_checkpoint(name_or_path):
                             hub_id.replace('/', '--'))
         download_checkpoint(hub_id, path)
     config, files = os.path.join(path, 'config.json'), weight_files(path)
-    if not os.path.isfile(config) or not files:
+    if not all(os.path.isfile(os.path.join(path, f)) for f in ['config.json'] + files) or not files:
         raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin, or their "
                                 "shards and index (as transformers' save_pretrained writes them)")
     with open(config) as f:
@@ -690,8 +690,9 @@ def download_checkpoint(hub_id, path):
     """config.json and the weights of a model-hub checkpoint into path, once: the first of WEIGHT_FILES the hub
     has (safetensors only with the safetensors package), and the shards an index names."""
     os.makedirs(path, exist_ok=True)
-    if weight_files(path) and os.path.isfile(os.path.join(path, 'config.json')):
-        return
+    files = weight_files(path) + ['config.json']
+    if len(files) > 1 and all(os.path.isfile(os.path.join(path, f)) for f in files):
+        return  # downloaded before; an interrupted download fetches the files it lacks
     names = [n for n in WEIGHT_FILES if 'safetensors' not in n or importlib.util.find_spec('safetensors')]
     fetch(hub_id, 'config.json', path)
     for name in names:

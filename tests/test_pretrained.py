@@ -140,6 +140,9 @@ def test_any_hub_id_and_sharded_weights(tmp_path, monkeypatch):
     model = AdaPonderLM.from_pretrained('someone/tiny-neox', n_ponder=0).eval()
     assert fetched == ['config.json', 'pytorch_model.bin.index.json', *halves]  # safetensors: 404, skipped
     assert max_logit_diff(hf, model) < 1e-4
+    (tmp_path / 'cache' / 'someone--tiny-neox' / list(halves)[1]).unlink()  # as if that download was cut off
+    AdaPonderLM.from_pretrained('someone/tiny-neox')
+    assert fetched[4:] == [list(halves)[1]]  # only the missing shard is fetched again
 
 
 # ---- the official PonderLM checkpoints (LUMIA-Group/PonderingLM, e.g. zeng123/PonderingPythia-1.4B) ----
