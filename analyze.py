@@ -1,11 +1,13 @@
 """
 Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the compute dial:
 other halting thresholds and caps on passes, each against random depths with the same mean passes, paired
-token by token, (3) other checkpoints of the dataset. --mode=lens: what each pass predicts.
+token by token, (3) other checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves:
+the training curves train.py logged into out_dir/metrics.jsonl.
 
 $ python analyze.py                                      # out-toy/ckpt.pt on the val split of its dataset
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none,out-vanilla
 $ python analyze.py --mode=lens --start="C:abc|ab"
+$ python analyze.py --mode=curves --plot=curves.png
 """
 import json
 import math
@@ -21,7 +23,8 @@ from adaponder import depth_histogram, load_checkpoint
 from configurator import configure, die, load_tokenizer, pick_device
 
 # -----------------------------------------------------------------------------
-mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start`
+mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start` |
+# 'curves': draw into `plot` the loss, passes and bottom-k fraction train.py logged in out_dir/metrics.jsonl
 out_dir = 'out-toy'  # the checkpoint: out_dir/ckpt.pt, or the path of a .pt file
 data_dir = 'data'  # the checkpoint's dataset lives in data_dir/<dataset>/
 split = 'val'  # score <split>.bin
@@ -287,21 +290,63 @@ def lens(model, ckpt, path):
     print_table('lens', rows)
 
 # -----------------------------------------------------------------------------
+# the training curves: the numbers train.py logged, one JSON object per `iter` or `eval` line
+
+
+def curves(path, file):
+    """Loss, mean passes and the bottom-k fraction k against the step: passes fall as the gate loss's k ramps up."""
+    try:
+        with open(path) as f:
+            rows = [json.loads(line) for line in f]
+    except (OSError, ValueError) as e:
+        die(f"cannot read {path} ({type(e).__name__}: {e}); train.py writes it into its out_dir")
+    iters, evals = ([row for row in rows if row['kind'] == kind] for kind in ('iter', 'eval'))
+    import matplotlib
+    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
+    import matplotlib.pyplot as plt
+    fig, (loss, passes, k) = plt.subplots(3, 1, sharex=True, figsize=(8, 7), height_ratios=(3, 3, 1.5))
+
+    def draw(ax, rows, key, *style, **kwargs):
+        ax.plot([row['step'] for row in rows], [row[key] for row in rows], *style, **kwargs)
+
+    draw(loss, iters, 'loss', color='C0', lw=1, alpha=0.5, label='train, one batch')
+    draw(loss, evals, 'train_loss', 'o-', color='C0', ms=4, label='train')
+    draw(loss, evals, 'val_loss', 'o-', color='C1', ms=4, label='val')
+    draw(passes, iters, 'passes', color='C2', lw=1, alpha=0.5, label='train, one batch')
+    draw(passes, evals, 'passes', 'o-', color='C2', ms=4, label='val')
+    draw(k, iters, 'k', color='C3')
+    loss.set(ylabel='cross-entropy (nats/token)', title=f'{path}: training curves')
+    passes.set(ylabel='mean passes per token', ylim=(0.9, len(evals[0]['depth_hist']) + 0.1) if evals else None)
+    k.set(xlabel='step', ylabel='bottom-k fraction k', ylim=(0, None))
+    for ax in (loss, passes, k):
+        ax.grid(alpha=0.3)
+    for ax in (loss, passes):
+        ax.legend(frameon=False, loc='upper right')
+    fig.tight_layout()
+    fig.savefig(file, dpi=150)
+    plt.close(fig)
+    print(f"wrote {file}")
+
+# -----------------------------------------------------------------------------
 
 
 def main(argv=None):
     global device
     configure(globals(), argv)
-    if mode not in ('analyze', 'lens') or min(batch_size, max_tokens) < 1:
-        die(f"mode={mode!r} must be analyze or lens, batch_size={batch_size} and max_tokens={max_tokens} at "
-            "least 1; fix the setting")
-    if plot and mode == 'analyze':  # now, not after minutes of scoring
+    if mode not in ('analyze', 'lens', 'curves') or min(batch_size, max_tokens) < 1:
+        die(f"mode={mode!r} must be analyze, lens or curves, batch_size={batch_size} and max_tokens={max_tokens} "
+            "at least 1; fix the setting")
+    if mode == 'curves' and not plot:
+        die("mode=curves draws a picture; pass its file, e.g. --plot=curves.png")
+    if plot and mode != 'lens':  # now, not after minutes of scoring
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             die("plot= draws with matplotlib, which is not installed; pip install matplotlib")
         if not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
             die(f"plot={plot}: its folder does not exist; create it or write the plot elsewhere")
+    if mode == 'curves':  # train.py's numbers: no model to load
+        return curves(os.path.join(out_dir, 'metrics.jsonl'), plot)
     device, _, ctx = pick_device(device, dtype)
     model, ckpt, path = load(out_dir)
     with ctx:

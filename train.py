@@ -129,6 +129,7 @@ scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 g
 if master_process:
     os.makedirs(out_dir, exist_ok=True)
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+metrics_path = os.path.join(out_dir, 'metrics.jsonl')  # every iter and eval line's numbers, for the curves
 # -----------------------------------------------------------------------------
 # data: uint16 token ids in train.bin / val.bin, the vocabulary size in meta.json
 
@@ -320,15 +321,59 @@ def save():
                     iter_num=iter_num, best_val_loss=best_val_loss, config=config, dataset=dataset, rng=rng)
 
 
-def eval_line(losses, hist, tok_s):
+def eval_metrics(losses, hist, tok_s):
     share = hist / hist.sum()
     flops = raw_model.flops_per_token(hist.tolist(), context=block_size)['vs_full_depth']
     peak = peak_tflops * 1e12 or device_peak_flops(device)
     mfu = raw_model.training_flops_per_token() * tok_s / (peak * world_size) if peak and tok_s else None
-    return (f"eval step={iter_num} train_loss={losses['train']:.4f} val_loss={losses['val']:.4f} "
-            f"passes={(share * torch.arange(1, len(hist) + 1)).sum():.2f} "
-            f"depth_hist=[{','.join(f'{s:.2f}' for s in share.tolist())}] flops_vs_full={flops:.2f} "
-            f"tok/s={f'{tok_s:.0f}' if tok_s else 'n/a'} mfu={f'{100 * mfu:.1f}%' if mfu else 'n/a'}")
+    return {'step': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
+            'passes': (share * torch.arange(1, len(hist) + 1)).sum().item(), 'depth_hist': share.tolist(),
+            'flops_vs_full': flops, 'tok/s': tok_s or None, 'mfu': mfu or None}
+
+
+# how each logged number is printed; metrics.jsonl holds the numbers as printed (mfu in percent)
+METRIC_FORMATS = {'step': 'd', 'loss': '.4f', 'gate_loss': '.2e', 'passes': '.2f', 'k': '.3f', 'lr': '.2e',
+                  'ms': '.0f', 'train_loss': '.4f', 'val_loss': '.4f', 'depth_hist': '.2f', 'flops_vs_full': '.2f',
+                  'tok/s': '.0f', 'mfu': '.1%'}
+
+
+def shown(value, spec):
+    """(text, number): a logged value as printed, and the number that text shows. None is n/a (null)."""
+    if value is None:
+        return 'n/a', None
+    if isinstance(value, list):
+        pairs = [shown(v, spec) for v in value]
+        return '[' + ','.join(text for text, _ in pairs) + ']', [number for _, number in pairs]
+    text = f'{value:{spec}}'
+    return text, (int if spec in ('d', '.0f') else float)(text.rstrip('%'))
+
+
+def log_metrics(kind, metrics):
+    """Print `kind key=value ...` and append the same numbers to metrics.jsonl, one JSON object a line. Each
+    value is formatted once and the file gets the number its text shows, so the two cannot disagree."""
+    pairs = {key: shown(value, METRIC_FORMATS[key]) for key, value in metrics.items()}
+    log(' '.join([kind] + [f'{key}={text}' for key, (text, _) in pairs.items()]))
+    if master_process:
+        with open(metrics_path, 'a') as f:
+            f.write(json.dumps({'kind': kind, **{key: number for key, (_, number) in pairs.items()}}) + '\n')
+
+
+def start_metrics():
+    """A new metrics.jsonl, or on resume the lines written up to the checkpoint: a run that died after its last
+    checkpoint wrote more, which this run writes again, starting with the eval at the checkpoint's step. A
+    temporary file renamed into place, like the checkpoints: a crash here cannot lose the lines kept."""
+    kept = []
+    if init_from == 'resume' and os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            for line in f:
+                if not line.endswith('\n'):
+                    break  # the last line, cut short by the crash
+                row = json.loads(line)
+                if row['step'] < iter_num or (row['step'] == iter_num and row['kind'] == 'iter'):
+                    kept.append(line)
+    with open(metrics_path + '.tmp', 'w') as f:
+        f.writelines(kept)
+    os.replace(metrics_path + '.tmp', metrics_path)
 
 
 def report_classes():
@@ -361,6 +406,8 @@ def ranks_agree():
 log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
     f"iteration, device {device}, dtype {dtype}, world size {world_size}")
 start_iter = iter_num
+if master_process:
+    start_metrics()
 first_bad_step = torch.tensor(-1, device=device)  # the first step with a non-finite loss, if any
 window_tokens, window_start = 0, time.time()  # throughput since the last eval
 progress = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process, dynamic_ncols=True)
@@ -371,7 +418,7 @@ while True:
         tok_s = window_tokens / (time.time() - window_start)
         stop_if_diverged()  # before evaluating and saving: a diverged run must not overwrite the last good checkpoint
         losses, hist = estimate_loss()
-        log(eval_line(losses, hist, tok_s))
+        log_metrics('eval', eval_metrics(losses, hist, tok_s))
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         if master_process and iter_num > start_iter and (improved or always_save_checkpoint):
@@ -409,9 +456,8 @@ while True:
         window_tokens, window_start = 0, time.time()
     if iter_num % log_interval == 0 and master_process:  # .item() waits for the GPU: not every step
         stop_if_diverged()
-        log(f"iter step={iter_num} loss={out.ce.item():.4f} gate_loss={out.gate_loss.item():.2e} "
-            f"passes={out.depth.float().mean().item():.2f} k={k:.3f} lr={lr:.2e} "
-            f"ms={1000 * (time.time() - t0):.0f}")
+        log_metrics('iter', dict(step=iter_num, loss=out.ce.item(), gate_loss=out.gate_loss.item(),
+                                 passes=out.depth.float().mean().item(), k=k, lr=lr, ms=1000 * (time.time() - t0)))
 progress.close()
 
 if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):

@@ -1,9 +1,10 @@
 """train.py's promises: exact resume, atomic checkpoints, DDP ranks that agree, continued pretraining whose
-gate warm-up freezes the backbone, config precedence, and one-line errors for bad input. Each test runs
-train.py as a subprocess with a tiny model on a small toy dataset."""
+gate warm-up freezes the backbone, config precedence, the metrics file and its curves, and one-line errors for
+bad input. Each test runs train.py as a subprocess with a tiny model on a small toy dataset."""
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import re
 import runpy
@@ -62,6 +63,27 @@ def assert_same(a, b):
         assert a == b
 
 
+def logged(stdout):
+    """The numbers of the iter and eval lines a run printed, as metrics.jsonl should hold them."""
+    def number(text):  # n/a, [0.10,0.20], 12.3% (a percentage), 1.23e-03, 20
+        if text == 'n/a':
+            return None
+        return [float(t) for t in text[1:-1].split(',')] if text.startswith('[') else float(text.rstrip('%'))
+    rows = [line.split() for line in stdout.splitlines() if line.startswith(('iter ', 'eval '))]
+    return [dict(kind=kind, **{key: number(text) for key, text in (p.split('=', 1) for p in pairs)})
+            for kind, *pairs in rows]
+
+
+def metrics(out_dir):
+    with open(os.path.join(out_dir, 'metrics.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def untimed(rows):
+    """Metrics without the ones that measure time, which no two runs share."""
+    return [{key: value for key, value in row.items() if key not in ('ms', 'tok/s', 'mfu')} for row in rows]
+
+
 @pytest.fixture(scope='module')
 def straight(data_dir, tmp_path_factory):
     """An uninterrupted 6-step run; the bottom-k ramp starts at step 1.2 and ends at step 3. Its shape comes
@@ -101,6 +123,21 @@ def test_logs_and_toy_class_report(straight):
     assert load(out)['iter_num'] == 6
 
 
+def test_metrics_file_holds_the_numbers_of_every_logged_line(straight):
+    _, out, stdout = straight
+    rows = metrics(out)
+    assert len(rows) == 9 and rows == logged(stdout)  # a line for each of the 6 iter and 3 eval lines printed
+
+
+def test_curves_are_drawn_from_the_metrics_file(straight, tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    _, out, _ = straight
+    picture = tmp_path / 'curves.png'
+    monkeypatch.setattr(sys, 'argv', ['analyze.py', '--mode=curves', f'--out_dir={out}', f'--plot={picture}'])
+    runpy.run_path(os.path.join(ROOT, 'analyze.py'), run_name='__main__')
+    assert picture.read_bytes().startswith(b'\x89PNG')
+
+
 def test_killed_save_keeps_previous_checkpoint_and_resume_is_exact(straight, tmp_path, monkeypatch):
     args, straight_out, _ = straight
     die_in_second_save = ("import os, torch\nsave, calls = torch.save, []\n"
@@ -110,13 +147,19 @@ def test_killed_save_keeps_previous_checkpoint_and_resume_is_exact(straight, tmp
                           "        open(f, 'wb').write(b'half a checkpoint'); os._exit(9)\n"
                           "    save(obj, f, *args, **kwargs)\n"
                           "torch.save = half_save")
+    (tmp_path / 'metrics.jsonl').write_text('{"kind": "iter", "step": 99}\n')  # a run from scratch starts anew
     result = train(*args, f'--out_dir={tmp_path}', prelude=die_in_second_save, expect_ok=False)
     assert result.returncode == 9
     assert os.path.exists(tmp_path / 'ckpt.pt.tmp')  # it died halfway through writing step 6's checkpoint
     _, halfway = load_checkpoint(str(tmp_path / 'ckpt.pt'))  # step 3's checkpoint is still whole
     assert halfway['iter_num'] == 3
+    assert [row['step'] for row in metrics(tmp_path)] == [0, 1, 2, 3, 3, 4, 5, 6, 6]  # logged past step 3
+    with open(tmp_path / 'metrics.jsonl', 'a') as f:
+        f.write('{"kind": "iter", "st')  # as if it had died writing a line
 
     assert train_in_process(monkeypatch, *args, f'--out_dir={tmp_path}', '--init_from=resume') is None
+    # the lines past step 3 are dropped and written again, from the eval at step 3 on: the same numbers
+    assert untimed(metrics(tmp_path)) == untimed(metrics(straight_out))
     resumed, uninterrupted = load(tmp_path), load(straight_out)
     assert not torch.equal(halfway['model']['lm_head.weight'], resumed['model']['lm_head.weight'])  # it trained on
     for key in ('model', 'optimizer', 'scaler', 'iter_num', 'best_val_loss', 'rng'):
