@@ -14,12 +14,11 @@ References:
 docs/method.md states the method and the decisions taken here where the paper is silent.
 """
 
+import glob
 import importlib.util
 import json
 import math
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -635,46 +634,37 @@ def load_checkpoint(path, device='cpu', **config_overrides):
 
 def read_neox_checkpoint(name_or_path):
     """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a model-hub
-    id ('EleutherAI/pythia-70m', or just 'pythia-70m'), downloaded once into ~/.cache/adaponder/OWNER--NAME (or
-    $ADAPONDER_CACHE/...). The weights may be one file or shards with an index, safetensors or PyTorch's .bin."""
+    id ('EleutherAI/pythia-70m', or just 'pythia-70m') through huggingface_hub's cache. The weights are
+    transformers' files: model.safetensors or pytorch_model.bin, one file or shards."""
     path = str(name_or_path)
     if not os.path.isdir(path):
-        hub_id = f'EleutherAI/{path}' if path.startswith('pythia-') else path
-        if hub_id.count('/') != 1:
-            raise ValueError(f"{path!r} is neither a directory nor a model-hub id; pass a checkpoint directory, "
-                             "an id like EleutherAI/pythia-70m or zeng123/PonderingPythia-1.4B, or pythia-70m")
-        path = os.path.join(os.environ.get('ADAPONDER_CACHE', os.path.expanduser('~/.cache/adaponder')),
-                            hub_id.replace('/', '--'))
-        download_checkpoint(hub_id, path)
+        path = download_checkpoint(f'EleutherAI/{path}' if path.startswith('pythia-') else path)
     config, files = os.path.join(path, 'config.json'), weight_files(path)
-    if not all(os.path.isfile(os.path.join(path, f)) for f in ['config.json'] + files) or not files:
+    if not os.path.isfile(config) or not files:
         raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin, or their "
-                                "shards and index (as transformers' save_pretrained writes them)")
+                                "shards (as transformers' save_pretrained writes them)")
     with open(config) as f:
         hf = json.load(f)
     hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
     weights = {}
     for file in files:
-        weights.update(read_weights(os.path.join(path, file)))
+        weights.update(read_weights(file))
     return hf, weights, path
 
 
-WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json',  # in the order they are looked for
-                'pytorch_model.bin', 'pytorch_model.bin.index.json']
+def weight_kinds():
+    """transformers' weight files, one file or shards, in the order they are looked for: safetensors first (last
+    without the safetensors package), then PyTorch's .bin."""
+    kinds = ['model*.safetensors', 'pytorch_model*.bin']
+    return kinds if importlib.util.find_spec('safetensors') else kinds[::-1]
 
 
 def weight_files(path):
-    """The weight files of a checkpoint directory: the first of WEIGHT_FILES there (.bin before safetensors
-    without the safetensors package), or the shards its index names."""
-    has_safetensors = importlib.util.find_spec('safetensors') is not None
-    present = [name for name in WEIGHT_FILES if os.path.isfile(os.path.join(path, name))]
-    usable = [name for name in present if has_safetensors or 'safetensors' not in name] or present
-    if not usable:
-        return []
-    if not usable[0].endswith('.index.json'):
-        return usable[:1]
-    with open(os.path.join(path, usable[0])) as f:
-        return sorted(set(json.load(f)['weight_map'].values()))
+    """The weight files in a directory, all shards of the first kind there (so no index is needed)."""
+    for kind in weight_kinds():
+        if files := sorted(glob.glob(os.path.join(glob.escape(path), kind))):
+            return files
+    return []
 
 
 def read_weights(file):
@@ -686,46 +676,32 @@ def read_weights(file):
     return torch.load(file, map_location='cpu', weights_only=True)
 
 
-def download_checkpoint(hub_id, path):
-    """config.json and the weights of a model-hub checkpoint into path, once: the first of WEIGHT_FILES the hub
-    has (safetensors only with the safetensors package), and the shards an index names."""
-    os.makedirs(path, exist_ok=True)
-    files = weight_files(path) + ['config.json']
-    if len(files) > 1 and all(os.path.isfile(os.path.join(path, f)) for f in files):
-        return  # downloaded before; an interrupted download fetches the files it lacks
-    names = [n for n in WEIGHT_FILES if 'safetensors' not in n or importlib.util.find_spec('safetensors')]
-    fetch(hub_id, 'config.json', path)
-    for name in names:
-        if fetch(hub_id, name, path, missing_ok=True):
-            break
-    else:
-        raise ValueError(f"{hub_id} on the model hub has none of {', '.join(names)}; download it yourself and "
-                         "pass the directory")
-    for shard in weight_files(path):
-        fetch(hub_id, shard, path)
-
-
-def fetch(hub_id, file, folder, missing_ok=False):
-    """Download one file of a model-hub repository (if not there yet); False if the hub has no such file."""
-    dest, url = os.path.join(folder, file), f'https://huggingface.co/{hub_id}/resolve/main/{file}'
-    if os.path.isfile(dest):
-        return True
-    try:  # stream into .tmp, then rename: an interrupted download is never taken for a whole one
-        with urllib.request.urlopen(url, timeout=30) as r, open(dest + '.tmp', 'wb') as f, tqdm(
-                total=int(r.headers.get('Content-Length', 0)) or None, unit='B', unit_scale=True,
-                desc=f'{hub_id}/{file}') as bar:
-            while chunk := r.read(1 << 20):
-                bar.update(f.write(chunk))
-        os.replace(dest + '.tmp', dest)
-        return True
-    except urllib.error.HTTPError as e:
-        if e.code == 404 and missing_ok:
-            return False
-        raise ValueError(f"could not download {hub_id}/{file} from the model hub ({e}); check the id and your "
-                         "connection, or pass a local directory with config.json and the weights") from None
-    except OSError as e:  # offline, DNS errors and timeouts are all OSErrors
-        raise ValueError(f"could not download {hub_id} from the model hub ({e}); check your connection "
-                         "or pass a local directory with config.json and the weights") from None
+def download_checkpoint(hub_id):
+    """The directory of config.json and one kind of weights of a model-hub checkpoint in the Hugging Face cache,
+    downloaded once by huggingface_hub (so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)."""
+    if hub_id.count('/') != 1:
+        raise ValueError(f"{hub_id!r} is neither a directory nor a model-hub id; pass a checkpoint directory, "
+                         "an id like EleutherAI/pythia-70m or zeng123/PonderingPythia-1.4B, or pythia-70m")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import RepositoryNotFoundError  # where older versions have it too
+    except ImportError:
+        raise ValueError(f"{hub_id} is not a directory; downloading it needs huggingface_hub: "
+                         "pip install huggingface_hub") from None
+    try:
+        for kind in weight_kinds():  # the first kind the hub has
+            path = snapshot_download(hub_id, allow_patterns=['config.json', kind])
+            if weight_files(path):
+                return path
+    except RepositoryNotFoundError:  # also gated and private repositories without a token
+        raise ValueError(f"{hub_id} is not on the model hub, or it is gated or private; check the id, or set "
+                         "HF_TOKEN to a token that has access") from None
+    except OSError as e:  # offline, or the hub unreachable, with nothing cached
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f"could not download {hub_id} from the model hub ({type(e).__name__}: {first_line}); "
+                         "check your connection and HF_ENDPOINT, or pass a local directory") from None
+    raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; download it "
+                     "yourself and pass the directory")
 
 
 def sample_next(logits, temperature, top_k):

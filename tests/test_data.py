@@ -260,34 +260,26 @@ def test_pile_neox_round_trip(tmp_path):
     assert sorted(docs) == sorted(DOCS * 3)
 
 
-def test_pile_neox_downloads_the_tokenizer_once(tmp_path, monkeypatch):
-    save_tiny_neox_tokenizer(tmp_path / "served.json")
-    pile = load("pile")
-    monkeypatch.setenv("ADAPONDER_CACHE", str(tmp_path / "cache"))
-    urls = []
-    def fake_urlopen(url, timeout):
-        urls.append(url)
-        return open(tmp_path / "served.json", "rb")
-    monkeypatch.setattr(pile.urllib.request, "urlopen", fake_urlopen)
-    for _ in range(2):
-        _, meta = pile.make_encoder("neox")
-        assert meta["tokenizer_json"] == str(tmp_path / "cache" / "EleutherAI--pythia-70m" / "tokenizer.json")
-    assert urls == [pile.TOKENIZER_URL]
-    cached = tmp_path / "cache/EleutherAI--pythia-70m/tokenizer.json"
-    assert cached.read_bytes() == (tmp_path / "served.json").read_bytes()
-    assert not list((tmp_path / "cache" / "EleutherAI--pythia-70m").glob("*.tmp"))
+def test_pile_neox_tokenizer_through_the_hugging_face_cache(tmp_path, hf_cache):
+    """Without --tokenizer_json, Pythia's tokenizer.json comes from huggingface_hub's cache (offline here: a file
+    not there would be an error, not a download), and meta.json names the cached file."""
+    save_tiny_neox_tokenizer(tmp_path / "tokenizer.json")
+    snapshot = hf_cache("EleutherAI/pythia-70m", {"tokenizer.json": tmp_path / "tokenizer.json"})
+    encode, meta = load("pile").make_encoder("neox")
+    assert meta["tokenizer_json"] == str(snapshot / "tokenizer.json") and encode(DOCS[0])
 
 
-def test_pile_neox_offline_is_a_one_line_error(tmp_path, monkeypatch):
+def test_pile_downloads_offline_are_one_line_errors(hf_cache, monkeypatch):
     pytest.importorskip("tokenizers")
     pile = load("pile")
-    monkeypatch.setenv("ADAPONDER_CACHE", str(tmp_path))
-    def offline(url, timeout):
-        raise pile.urllib.error.URLError("no network")
-    monkeypatch.setattr(pile.urllib.request, "urlopen", offline)
-    with pytest.raises(SystemExit, match=r"^error: could not download .*no network.*--tokenizer_json") as e:
+    with pytest.raises(SystemExit, match=r"^error: could not download Pythia's tokenizer.json .*--tokenizer_json"):
+        pile.make_encoder("neox")  # offline, nothing cached
+    with pytest.raises(SystemExit, match=r"^error: could not open hf://datasets/.*offline.*--input FILE") as e:
+        pile.open_lines(pile.SHARD)
+    assert "\n" not in str(e.value)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
+    with pytest.raises(SystemExit, match=r"pip install huggingface_hub, or pass --tokenizer_json FILE"):
         pile.make_encoder("neox")
-    assert "\n" not in str(e.value) and not (tmp_path / "EleutherAI--pythia-70m" / "tokenizer.json").exists()
 
 
 def test_pile_neox_bad_tokenizer_is_a_one_line_error(tmp_path):

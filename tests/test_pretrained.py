@@ -1,10 +1,11 @@
 """Importing a GPT-NeoX checkpoint: with n_ponder=0 a Pythia, and with halting='none' an official PonderLM, must be
 the reference model, logit for logit. The reference is transformers' GPTNeoXForCausalLM (a test-only dependency,
-installed by .ci/run); no network is used."""
+installed by .ci/run); no network is used: hub ids are read from a Hugging Face cache made in tmp_path."""
+import http.server
 import importlib.util
 import json
-import urllib.error
-import urllib.request
+import sys
+import threading
 
 import pytest
 import torch
@@ -77,8 +78,7 @@ def test_pondering_on_an_imported_backbone(tmp_path):
     assert out.logits.shape == (2, 16, V) and out.depth.max().item() == 4 and torch.isfinite(out.loss)
 
 
-def test_clear_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))  # never touch the real cache
+def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match='neither a directory nor a model-hub id'):
         AdaPonderLM.from_pretrained('no-such-dir')
     with pytest.raises(FileNotFoundError, match='needs config.json and model.safetensors or pytorch_model.bin'):
@@ -93,56 +93,61 @@ def test_clear_errors(tmp_path, monkeypatch):
         AdaPonderLM.from_pretrained(str(tmp_path / 'ref'))
 
 
-def fake_hub(monkeypatch, folder, hub_id):
-    """Serve folder's files as the model hub's repository hub_id (404 for the rest); returns the files fetched."""
-    real_urlopen, fetched = urllib.request.urlopen, []
-
-    def urlopen(url, timeout=None):
-        prefix = f'https://huggingface.co/{hub_id}/resolve/main/'
-        assert url.startswith(prefix)
-        name = url[len(prefix):]
-        if not (folder / name).is_file():
-            raise urllib.error.HTTPError(url, 404, 'Not Found', None, None)
-        fetched.append(name)
-        return real_urlopen((folder / name).as_uri())
-    monkeypatch.setattr('urllib.request.urlopen', urlopen)
-    return fetched
-
-
-def test_download_from_the_hub_once(tmp_path, monkeypatch):
-    """A Pythia name downloads config.json and weights into the cache once; the hub is faked by local files."""
-    hf = reference(tmp_path / 'hub')
-    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))
-    fetched = fake_hub(monkeypatch, tmp_path / 'hub', 'EleutherAI/pythia-70m')
+def test_hub_id_through_the_hugging_face_cache(tmp_path, hf_cache):
+    """A Pythia name is EleutherAI's repository, read by huggingface_hub from its cache, where transformers or an
+    earlier run left it (hf_cache is offline: a file not there would be an error, not a download)."""
+    hf = reference(tmp_path / 'ref')
+    hf_cache('EleutherAI/pythia-70m', {f: tmp_path / 'ref' / f for f in ['config.json', 'model.safetensors']})
     model = AdaPonderLM.from_pretrained('pythia-70m', n_ponder=0).eval()
-    assert fetched == ['config.json', 'model.safetensors'] and max_logit_diff(hf, model) < 1e-4
-    cached = tmp_path / 'cache' / 'EleutherAI--pythia-70m'
-    assert sorted(f.name for f in cached.iterdir()) == sorted(fetched)  # no .tmp left
-    AdaPonderLM.from_pretrained('EleutherAI/pythia-70m')  # cached: no second download
-    assert len(fetched) == 2
+    torch.testing.assert_close(model.wte.weight, hf.gpt_neox.embed_in.weight, rtol=0, atol=0)
+    assert max_logit_diff(hf, model) < 1e-4
 
 
-def test_any_hub_id_and_sharded_weights(tmp_path, monkeypatch):
-    """Any owner/name; weights in shards with an index (how large checkpoints are saved), .bin files here."""
+def test_any_hub_id_and_sharded_weights(tmp_path, hf_cache):
+    """Any owner/name; weights in shards (how large checkpoints are saved), .bin files here: every shard is read."""
     hf = reference(tmp_path / 'ref')
     weights = load_file(tmp_path / 'ref' / 'model.safetensors')
     names = sorted(weights)
-    (tmp_path / 'hub').mkdir()
-    (tmp_path / 'hub' / 'config.json').write_text((tmp_path / 'ref' / 'config.json').read_text())
     halves = {'pytorch_model-00001-of-00002.bin': names[:len(names) // 2],
               'pytorch_model-00002-of-00002.bin': names[len(names) // 2:]}
     for file, keys in halves.items():
-        torch.save({k: weights[k] for k in keys}, tmp_path / 'hub' / file)
-    index = {'weight_map': {k: file for file, keys in halves.items() for k in keys}}
-    (tmp_path / 'hub' / 'pytorch_model.bin.index.json').write_text(json.dumps(index))
-    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path / 'cache'))
-    fetched = fake_hub(monkeypatch, tmp_path / 'hub', 'someone/tiny-neox')
-    model = AdaPonderLM.from_pretrained('someone/tiny-neox', n_ponder=0).eval()
-    assert fetched == ['config.json', 'pytorch_model.bin.index.json', *halves]  # safetensors: 404, skipped
-    assert max_logit_diff(hf, model) < 1e-4
-    (tmp_path / 'cache' / 'someone--tiny-neox' / list(halves)[1]).unlink()  # as if that download was cut off
-    AdaPonderLM.from_pretrained('someone/tiny-neox')
-    assert fetched[4:] == [list(halves)[1]]  # only the missing shard is fetched again
+        torch.save({k: weights[k] for k in keys}, tmp_path / file)
+    files = {'config.json': tmp_path / 'ref' / 'config.json', **{f: tmp_path / f for f in halves}}
+    hf_cache('someone/tiny-neox', files)
+    assert max_logit_diff(hf, AdaPonderLM.from_pretrained('someone/tiny-neox', n_ponder=0).eval()) < 1e-4
+
+
+class GatedHub(http.server.BaseHTTPRequestHandler):
+    """A model hub that answers every request as the real one answers for a gated repository without a token."""
+    def do_GET(self):
+        self.send_response(401)
+        self.send_header('X-Error-Code', 'GatedRepo')
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def test_hub_errors_are_one_line_with_the_fix(hf_cache, monkeypatch):
+    constants = pytest.importorskip('huggingface_hub.constants')
+
+    def error(match):
+        with pytest.raises(ValueError, match=match) as e:
+            AdaPonderLM.from_pretrained('pythia-70m')
+        assert '\n' not in str(e.value)
+    error(r'could not download EleutherAI/pythia-70m .*HF_HUB_OFFLINE.*HF_ENDPOINT.*local directory')  # nothing cached
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:1')  # nothing listens there: unreachable
+    error(r'could not download EleutherAI/pythia-70m .*Connect.*HF_ENDPOINT.*local directory')
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), GatedHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(constants, 'ENDPOINT', f'http://127.0.0.1:{server.server_port}')
+    error('EleutherAI/pythia-70m is not on the model hub, or it is gated.*HF_TOKEN')
+    server.shutdown()
+    monkeypatch.setitem(sys.modules, 'huggingface_hub', None)  # as if not installed
+    error('pip install huggingface_hub')
 
 
 # ---- the official PonderLM checkpoints (LUMIA-Group/PonderingLM, e.g. zeng123/PonderingPythia-1.4B) ----
@@ -208,18 +213,6 @@ def test_ponderlm_pondering_comes_from_the_checkpoint(tmp_path):
         AdaPonderLM.from_pretrained(tmp_path, embed_scale=1.0)
     model = AdaPonderLM.from_pretrained(tmp_path, halt_threshold=0.01)  # the gates' knobs are ours to set
     assert len(model.gates) == 3 and model.config.halt_threshold == 0.01
-
-
-
-def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv('ADAPONDER_CACHE', str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError('network is unreachable')
-    monkeypatch.setattr('urllib.request.urlopen', offline)
-    message = r'could not download EleutherAI/pythia-70m .*network is unreachable.*local directory'
-    with pytest.raises(ValueError, match=message):
-        AdaPonderLM.from_pretrained('EleutherAI/pythia-70m')
 
 
 def test_safetensors_package_missing(tmp_path, monkeypatch):

@@ -2,40 +2,41 @@
 A slice of the Pile (https://pile.eleuther.ai), tokenized for training on real text: with GPT-2's BPE
 (tiktoken "gpt2", the default) or, for continued pretraining from Pythia, with Pythia's own GPT-NeoX-20B BPE
 (--encoding=neox, through Hugging Face's tokenizers package). Reads Pile-format JSON lines ({"text": ...,
-"meta": ...}), plain .jsonl or zstandard-compressed .jsonl.zst, streamed from a URL (default: the first shard
-of the public uncopyrighted Pile; only the part we use is downloaded) or read from a local --input, and stops
-at --max_tokens. Writes train.bin and val.bin (uint16 token ids, every document followed by the end-of-text
-token) and meta.json.
+"meta": ...}), plain .jsonl or zstandard-compressed .jsonl.zst, streamed from the Hugging Face Hub by
+huggingface_hub (default: the first shard of the public uncopyrighted Pile; only the part we use is downloaded)
+or read from a local --input, and stops at --max_tokens. Writes train.bin and val.bin (uint16 token ids, every
+document followed by the end-of-text token) and meta.json.
 """
 import argparse
 import io
 import json
 import os
-import urllib.request
 
 import numpy as np
 from tqdm import tqdm
 
-URL = "https://huggingface.co/datasets/monology/pile-uncopyrighted/resolve/main/train/00.jsonl.zst"
-TOKENIZER_URL = "https://huggingface.co/EleutherAI/pythia-70m/resolve/main/tokenizer.json"  # all Pythias share it
+SHARD = "hf://datasets/monology/pile-uncopyrighted/train/00.jsonl.zst"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def hub(instead):
+    """huggingface_hub, which every download goes through: its cache, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE."""
+    try:
+        import huggingface_hub  # imported only here: local files need no extra package
+    except ImportError:
+        raise SystemExit(f"error: downloading needs the huggingface_hub package; pip install huggingface_hub, "
+                         f"or pass {instead}")
+    return huggingface_hub
+
+
 def pythia_tokenizer():
-    """Path of Pythia's tokenizer.json, downloaded once into the cache adaponder.read_neox_checkpoint uses."""
-    cache_root = os.environ.get("ADAPONDER_CACHE", os.path.expanduser("~/.cache/adaponder"))
-    cache = os.path.join(cache_root, "EleutherAI--pythia-70m")
-    path = os.path.join(cache, "tokenizer.json")
-    if not os.path.isfile(path):
-        try:  # into .tmp, then rename: an interrupted download is never taken for a whole one
-            os.makedirs(cache, exist_ok=True)
-            with urllib.request.urlopen(TOKENIZER_URL, timeout=60) as r, open(path + ".tmp", "wb") as f:
-                f.write(r.read())  # about 2 MB
-            os.replace(path + ".tmp", path)
-        except OSError as e:
-            raise SystemExit(f"error: could not download {TOKENIZER_URL} ({getattr(e, 'reason', e)}); "
-                             "check the connection or pass --tokenizer_json FILE")
-    return path
+    """Path of Pythia's tokenizer.json (all Pythias share it) in the Hugging Face cache, downloaded once."""
+    try:
+        return hub("--tokenizer_json FILE").hf_hub_download("EleutherAI/pythia-70m", "tokenizer.json")
+    except OSError as e:  # offline or unreachable, with nothing cached: huggingface_hub's errors are OSErrors
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise SystemExit(f"error: could not download Pythia's tokenizer.json ({type(e).__name__}: {reason}); "
+                         "check the connection and HF_ENDPOINT, or pass --tokenizer_json FILE")
 
 
 def make_encoder(encoding, tokenizer_json=None):
@@ -66,24 +67,24 @@ def make_encoder(encoding, tokenizer_json=None):
 
 
 def open_lines(source):
-    """The text lines of a .jsonl or .jsonl.zst, read from a local path or streamed from a URL."""
-    compressed = source.split("?")[0].endswith(".zst")
+    """The text lines of a .jsonl or .jsonl.zst, read from a local path or streamed from an hf:// path."""
+    compressed = source.endswith(".zst")
     if compressed:
         try:
             import zstandard  # imported only here: plain .jsonl needs no extra package
         except ImportError:
             raise SystemExit("error: reading .zst files needs the zstandard package; pip install zstandard")
-    if source.startswith(("http://", "https://")):
-        try:
-            raw = urllib.request.urlopen(source, timeout=60)  # a stream: we read only as far as --max_tokens
-        except OSError as e:
-            reason = getattr(e, "reason", e)
-            raise SystemExit(f"error: could not open {source} ({reason}); "
-                             "check the connection or pass --input FILE")
+    if source.startswith("hf://"):
+        try:  # block_size=0: a stream, read only as far as --max_tokens
+            raw = hub("--input FILE").HfFileSystem().open(source, "rb", block_size=0)
+        except Exception as e:  # offline, unreachable (httpx's errors are not OSErrors), no such file
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise SystemExit(f"error: could not open {source} ({type(e).__name__}: {reason}); "
+                             "check the connection and HF_ENDPOINT, or pass --input FILE")
     elif os.path.isfile(source):
         raw = open(source, "rb")
     else:
-        raise SystemExit(f"error: {source} does not exist; pass --input with a .jsonl or .jsonl.zst file or URL")
+        raise SystemExit(f"error: {source} does not exist; pass --input with a .jsonl or .jsonl.zst file or hf:// path")
     if compressed:
         # the Pile was compressed with large windows; allow them rather than fail on some shards
         raw = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw)
@@ -128,7 +129,7 @@ def tokenize(source, files, encode, eot, max_tokens, val_fraction):
     return n_tokens, n_docs, n_bad
 
 
-def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005, encoding="gpt2", tokenizer_json=None):
+def prepare(out_dir, source=SHARD, max_tokens=10_000_000, val_fraction=0.005, encoding="gpt2", tokenizer_json=None):
     encode, tokenizer_meta = make_encoder(encoding, tokenizer_json)  # first: a bad tokenizer leaves no files
     os.makedirs(out_dir, exist_ok=True)
     paths = {split: os.path.join(out_dir, f"{split}.bin") for split in ("train", "val")}
@@ -167,7 +168,7 @@ def prepare(out_dir, source=URL, max_tokens=10_000_000, val_fraction=0.005, enco
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="tokenize a slice of the Pile with GPT-2's or Pythia's BPE")
-    parser.add_argument("--input", default=URL, help="a .jsonl or .jsonl.zst, path or URL")
+    parser.add_argument("--input", default=SHARD, help="a .jsonl or .jsonl.zst, local or an hf:// path")
     parser.add_argument("--out_dir", default=HERE)
     parser.add_argument("--max_tokens", type=int, default=10_000_000)
     parser.add_argument("--val_fraction", type=float, default=0.005, help="share of tokens, in whole documents")
