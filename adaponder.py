@@ -214,7 +214,7 @@ class AdaPonderConfig:
     embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (official PonderLM: sqrt(d))
     first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
     gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts close to plain PonderLM
-    fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform' or 'geometric' distribution of depths
+    fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform', 'geometric' or 'least_spread' depths
     fixed_mean_depth: float = 2.5  # halting='fixed': mean passes per token, in [1, K+1]
 
 
@@ -353,9 +353,12 @@ class AdaPonderLM(nn.Module):
     def sample_fixed_depth(self, shape, device):
         """Depths in 1..K+1 with mean fixed_mean_depth: 'uniform' spreads a continuous uniform as wide as
         the range allows and rounds it at random (mean preserved); 'geometric' continues each pass
-        with one probability c, chosen by bisection to give the mean."""
+        with one probability c, chosen by bisection to give the mean; 'least_spread' gives each token
+        floor(m) or ceil(m) passes (ceil with probability frac(m)): at an integer mean, a cap on passes."""
         cfg, n = self.config, self.config.n_ponder + 1
         m = min(max(cfg.fixed_mean_depth, 1.0), float(n))
+        if cfg.fixed_depth_dist == 'least_spread':
+            return (m + torch.rand(shape, device=device)).floor().long().clamp(1, n)
         if cfg.fixed_depth_dist == 'uniform':
             w = min(m - 1, n - m)
             x = m - w + 2 * w * torch.rand(shape, device=device)
@@ -371,7 +374,8 @@ class AdaPonderLM(nn.Module):
                 going = going & (torch.rand(shape, device=device) < c)
                 depth += going
             return depth
-        raise ValueError(f"unknown fixed_depth_dist {cfg.fixed_depth_dist!r}; use 'uniform' or 'geometric'")
+        raise ValueError(f"unknown fixed_depth_dist {cfg.fixed_depth_dist!r}; use 'uniform', 'geometric' or "
+                         "'least_spread'")
 
     # ---- training forward ----
 

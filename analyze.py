@@ -1,7 +1,8 @@
 """
 Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the compute dial:
-other halting thresholds and caps on passes, each against random depths with the same mean passes, paired
-token by token, (3) other checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves:
+other halting thresholds and caps on passes, each against random depths with the same mean passes (uniform,
+geometric, least spread: every token floor or ceil of the mean, at an integer mean a cap), paired token by
+token, (3) other checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves:
 the training curves train.py logged into out_dir/metrics.jsonl.
 
 $ python analyze.py                                      # out-toy/ckpt.pt on the val split of its dataset
@@ -162,28 +163,62 @@ def dial_settings(cfg):
     return [(t, K) for t in taus] + [(tau, cap) for cap in range(K - 1, -1, -1)]
 
 
+BASELINES = ('uniform', 'geometric', 'least_spread')  # random depths with learned halting's mean, widest first
+
+
 def dial_run(model, data, tau, cap):
     """One setting: learned halting, then random depths (same cap) with the mean passes learned halting got."""
     with knobs(model, halt_threshold=tau, n_ponder=cap):
         run = dict(tau=tau, cap=cap, learned=evaluate(model, data))
-        for dist in ('uniform', 'geometric'):
+        for dist in BASELINES:
             with knobs(model, halting='fixed', fixed_depth_dist=dist, fixed_mean_depth=run['learned']['passes']):
                 run[dist] = evaluate(model, data)
     return run
 
 
+def tau_for_passes(model, data, c, runs, tol=0.01):
+    """The tau at which learned halting runs c passes per token on average (to tol): bisection on log tau
+    (gate values span decades) between the dial's settings either side of c; tau 1 halts every token."""
+    tried = [(r['tau'], r['learned']['passes']) for r in runs if r['cap'] == model.config.n_ponder] + [(1.0, 1.0)]
+    lo, hi = max(t for t, p in tried if p >= c), min(t for t, p in tried if p <= c)
+    best = min(tried, key=lambda tp: abs(tp[1] - c))
+    for _ in range(30):
+        if abs(best[1] - c) <= tol:
+            break
+        tau = math.sqrt(max(lo, 1e-30) * hi)
+        with knobs(model, halt_threshold=tau):
+            passes = evaluate(model, data)['passes']
+        lo, hi = (tau, hi) if passes > c else (lo, tau)  # passes fall as tau rises
+        best = min(best, (tau, passes), key=lambda tp: abs(tp[1] - c))
+    return best[0]
+
+
+def dial(model, data):
+    """Every setting of the dial, then, for c = 2..K, the tau at which learned halting runs c passes on average:
+    there the least-spread baseline is the cap, every token exactly c passes (1 and K+1 passes are settings
+    already: the cap of 0 extra passes, and tau 0)."""
+    K = model.config.n_ponder
+    runs = [dial_run(model, data, tau, cap) for tau, cap in tqdm(dial_settings(model.config), desc='dial', leave=False)]
+    if model.config.halting == 'learned':
+        taus = {tau_for_passes(model, data, c, runs) for c in range(2, K + 1)} - {r['tau'] for r in runs}
+        runs += [dial_run(model, data, tau, K) for tau in taus]
+    return sorted(runs, key=lambda r: (-r['cap'], r['tau']))
+
+
 def dial_row(run, full_flops, window):
-    """Table 2's row for one setting: the losses, and random minus learned per token with its standard error."""
+    """Table 2's row for one setting: learned halting's loss, each baseline's minus it, paired per token, with
+    its standard error, and the margin over the strongest baseline: wins=yes above 2 s.e., LOSES below -2 s.e.,
+    no between, n/a where learned halting ran every token the same passes (every baseline then does too)."""
     learned = run['learned']
     row = dict(tau=f"{run['tau']:.3g}", cap=run['cap'], passes=f"{learned['passes']:.2f}",
-               flops_vs_full=f"{learned['flops'] / full_flops:.3f}", loss=f"{learned['loss']:.4f}",
-               uniform=f"{run['uniform']['loss']:.4f}", geometric=f"{run['geometric']['loss']:.4f}")
-    wins = []
-    for dist in ('uniform', 'geometric'):
-        delta, se = paired_delta(run[dist]['nll'], learned['nll'], window)
-        row.update({f'd_{dist}': f'{delta:+.4f}', f'se_{dist}': f'{se:.4f}'})
-        wins += [dist] if delta > 2 * se else []
-    return dict(row, wins=','.join(wins) or 'none')
+               flops_vs_full=f"{learned['flops'] / full_flops:.3f}", loss=f"{learned['loss']:.4f}")
+    deltas = {dist: paired_delta(run[dist]['nll'], learned['nll'], window) for dist in BASELINES}
+    row.update({f'd_{dist}': f'{d:+.4f}±{se:.4f}' for dist, (d, se) in deltas.items()})
+    strongest = min(BASELINES, key=lambda dist: deltas[dist][0])  # the lowest loss
+    margin, se = deltas[strongest]
+    same = learned['depth'].min() == learned['depth'].max()
+    wins = 'n/a' if same else 'yes' if margin > 2 * se else 'LOSES' if margin < -2 * se else 'no'
+    return dict(row, strongest=strongest, margin=f'{margin:+.4f}±{se:.4f}', wins=wins)
 
 
 def compare(others, base, data, full_flops):
@@ -201,14 +236,15 @@ def compare(others, base, data, full_flops):
 
 
 def plot_dial(runs, points, trained, title, file):
-    """Loss against mean passes: the three curves over the dial (solid: tau, dotted: the cap), checkpoints."""
+    """Loss against mean passes: the four curves over the dial (solid: tau, dotted: the cap), checkpoints."""
     import matplotlib
     matplotlib.use('Agg')  # draw into a file, no window: works on servers too
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     curves = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
-                  geometric=('C2', 'random depths, geometric'))
+                  geometric=('C2', 'random depths, geometric'),
+                  least_spread=('C3', 'random depths, least spread:\nfloor or ceil of the mean (a cap)'))
     for name, (colour, _) in curves.items():
         for style, face, held in ((':', 'white', 'tau'), ('-', colour, 'cap')):  # the cap moves, then tau
             xy = sorted((r[name]['passes'], r[name]['loss']) for r in runs if r[held] == trained[held])
@@ -241,10 +277,15 @@ def analyze(model, ckpt, path):
     print("\n== 1. depth vs difficulty: mean passes per NLL quintile, easiest first ==")
     depth_vs_difficulty(base, labels, classes)
     print("\n== 2. the compute dial: learned halting against random depths with the same mean passes ==")
-    runs = [dial_run(model, data, tau, cap) for tau, cap in tqdm(dial_settings(cfg), desc='dial', leave=False)]
-    print_table('dial', [dial_row(run, full_flops, cfg.block_size) for run in runs])
-    print("(d_*: random minus learned loss, paired over the same tokens; se_*: its standard error over "
-          "windows of block_size tokens; wins: the baselines learned halting beats by more than 2 s.e.)")
+    runs = dial(model, data)
+    rows = [dial_row(run, full_flops, cfg.block_size) for run in runs]
+    print_table('dial', rows)
+    print("(d_*: random minus learned loss, paired over the same tokens, ± its standard error over windows of "
+          "block_size tokens; margin: the d_ of the strongest baseline; wins: yes if above 2 s.e., LOSES if "
+          "below -2 s.e.; at a mean of exactly c passes least_spread is the cap, every token c passes)")
+    verdicts = [row['wins'] for row in rows if row['wins'] != 'n/a']
+    print(f"against the strongest baseline: wins at {verdicts.count('yes')}, LOSES at {verdicts.count('LOSES')}, "
+          f"neither at {verdicts.count('no')} of the {len(verdicts)} settings where depths differ")
     points = []
     if others:
         print("\n== 3. other checkpoints; delta: their loss minus this one's as trained, paired ==")

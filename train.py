@@ -57,7 +57,7 @@ n_ponder = 3  # K: extra passes per token, K+1 passes in all
 halting = 'learned'  # 'learned' (AdaPonderLM gates) | 'none' (PonderLM: always K+1 passes) | 'fixed' (random depths)
 halt_threshold = 1e-4  # tau: a token halts once its gate value falls below it (the paper's 1e-4)
 ponder_lambda = 0.1  # weight of the bottom-k gate loss
-fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform' or 'geometric' random depths...
+fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform', 'geometric' or 'least_spread' random depths...
 fixed_mean_depth = 2.5  # ...with this mean number of passes (the iso-FLOPs baseline)
 embed_scale = 1.0  # scales token and pondering embeddings (official PonderLM: sqrt(n_embd))
 first_embed_mult = 1.0  # scales the first input embedding once more (official PonderLM from 410M up: K)

@@ -113,16 +113,25 @@ def test_knobs_are_restored_even_after_an_error():
     assert model.config.halting == 'learned' and model.config.n_ponder == 3
 
 
-def test_a_win_needs_more_than_two_standard_errors():
-    def ev(nll):
+def test_the_margin_is_over_the_strongest_baseline_and_a_win_needs_two_standard_errors():
+    def ev(nll, depth=(1, 3, 1, 3)):
         nll = torch.tensor(nll)
-        return dict(nll=nll, loss=nll.mean().item(), passes=2.0, flops=50.0)
-    # uniform minus learned: 1, 2, 3, 6 (mean 3, s.e. 1.08); geometric: 0, 0, 1, 5 (mean 1.5, s.e. 1.19)
+        return dict(nll=nll, depth=torch.tensor(depth), loss=nll.mean().item(), passes=2.0, flops=50.0)
+    # minus learned: uniform 1, 2, 3, 6 (mean 3, s.e. 1.08); geometric 0, 0, 1, 5 (mean 1.5, s.e. 1.19);
+    # least_spread 2, 2, 2, 2.4 (mean 2.1, s.e. 0.1): the strongest baseline is geometric, within 2 s.e.
     run = dict(tau=0.01, cap=3, learned=ev([0., 0., 0., 0.]), uniform=ev([1., 2., 3., 6.]),
-               geometric=ev([0., 0., 1., 5.]))
+               geometric=ev([0., 0., 1., 5.]), least_spread=ev([2., 2., 2., 2.4]))
     row = analyze.dial_row(run, full_flops=100.0, window=1)
-    assert row['wins'] == 'uniform' and row['d_geometric'] == '+1.5000' and row['se_uniform'] == '1.0801'
-    assert (row['passes'], row['flops_vs_full'], row['loss'], row['uniform']) == ('2.00', '0.500', '0.0000', '3.0000')
+    assert (row['strongest'], row['margin'], row['wins']) == ('geometric', '+1.5000±1.1902', 'no')
+    assert (row['d_uniform'], row['d_least_spread']) == ('+3.0000±1.0801', '+2.1000±0.1000')
+    assert (row['passes'], row['flops_vs_full'], row['loss']) == ('2.00', '0.500', '0.0000')
+    run['geometric'] = ev([2.5, 2.5, 2.5, 2.5])  # now least_spread is the strongest: above 2 s.e.
+    assert analyze.dial_row(run, 100.0, 1)['wins'] == 'yes'
+    run['learned'] = ev([2.5, 2.5, 2.5, 2.5])  # learned halting loses to it by 0.4 ± 0.1
+    row = analyze.dial_row(run, 100.0, 1)
+    assert (row['strongest'], row['margin'], row['wins']) == ('least_spread', '-0.4000±0.1000', 'LOSES')
+    run['learned'] = ev([2.5, 2.5, 2.5, 2.5], depth=(2, 2, 2, 2))  # every token the same passes: no room
+    assert analyze.dial_row(run, 100.0, 1)['wins'] == 'n/a'
 
 
 # ---- the compute dial ----
@@ -134,8 +143,7 @@ def dial(toy):
     model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
     data = np.fromfile(f'{toy["data_dir"]}/toy/val.bin', dtype=np.uint16)
     vars(analyze).update(SETTINGS, max_tokens=2048)
-    runs = [analyze.dial_run(model.eval(), data, tau, cap) for tau, cap in analyze.dial_settings(model.config)]
-    return model, data, runs
+    return model.eval(), data, analyze.dial(model, data)
 
 
 def test_dial_passes_fall_as_tau_rises_and_the_cap_drops(dial):
@@ -151,7 +159,7 @@ def test_dial_passes_fall_as_tau_rises_and_the_cap_drops(dial):
 def test_random_depths_match_the_mean_passes_and_repeat(dial):
     model, data, runs = dial
     for r in runs:
-        for dist in ('uniform', 'geometric'):
+        for dist in analyze.BASELINES:
             assert r[dist]['passes'] == pytest.approx(r['learned']['passes'], abs=0.05), (r['tau'], r['cap'], dist)
             assert torch.equal(r[dist]['targets'], r['learned']['targets'])  # the same tokens
             assert r[dist]['depth'].max() <= r['cap'] + 1  # and the same cap
@@ -159,6 +167,34 @@ def test_random_depths_match_the_mean_passes_and_repeat(dial):
     assert len(set(middle['uniform']['depth'].tolist())) > 1  # random depths really vary
     again = analyze.dial_run(model, data, middle['tau'], middle['cap'])
     assert torch.equal(again['geometric']['nll'], middle['geometric']['nll'])  # seeded: the same draws
+
+
+def test_least_spread_depths_are_floor_or_ceil_of_the_mean(dial):
+    _, _, runs = dial
+    for m in [r['learned']['passes'] for r in runs] + [1.0, 1.37, 2.5, 3.0, 4.0]:
+        model = AdaPonderLM(preset('tiny', n_ponder=3, halting='fixed', fixed_depth_dist='least_spread',
+                                   fixed_mean_depth=m))
+        torch.manual_seed(0)
+        depth = model.sample_fixed_depth((100_000,), 'cpu')
+        assert set(depth.unique().tolist()) <= {math.floor(m), math.ceil(m)}, m
+        assert depth.double().mean().item() == pytest.approx(m, abs=0.005)
+    for r in runs:  # and as the dial draws them, on the same tokens as learned halting
+        m, depth = r['learned']['passes'], r['least_spread']['depth']
+        assert set(depth.unique().tolist()) <= {math.floor(m), math.ceil(m)}, (r['tau'], r['cap'], m)
+
+
+def test_the_dial_reaches_each_whole_number_of_passes_where_least_spread_is_the_cap(dial):
+    model, data, runs = dial
+    for c in (2, 3):  # tau bisected until learned halting runs c passes on average, at the full cap
+        r = next(r for r in runs if r['cap'] == 3 and abs(r['learned']['passes'] - c) <= 0.01)
+        assert r['learned']['depth'].min() < c < r['learned']['depth'].max()  # learned depths vary there
+        assert (r['least_spread']['depth'] == c).double().mean() >= 0.98
+    with analyze.knobs(model, halting='none', n_ponder=1):  # every token exactly 2 passes: the cap...
+        cap = analyze.evaluate(model, data)
+    with analyze.knobs(model, halting='fixed', fixed_depth_dist='least_spread', fixed_mean_depth=2.0):
+        spread = analyze.evaluate(model, data)  # ...is least-spread depths of mean 2
+    assert cap['passes'] == spread['passes'] == 2.0
+    torch.testing.assert_close(spread['nll'], cap['nll'])
 
 
 def test_analysis_prints_every_table_consistently(toy, dial, capsys):
@@ -183,11 +219,17 @@ def test_analysis_prints_every_table_consistently(toy, dial, capsys):
     assert len(rows) == len(runs)
     for line, r in zip(rows, runs):
         assert float(values([line], 'passes')[0]) == pytest.approx(r['learned']['passes'], abs=0.005)
-        for dist in ('uniform', 'geometric'):
-            delta, se = analyze.paired_delta(r[dist]['nll'], r['learned']['nll'], model.config.block_size)
-            assert float(values([line], dist)[0]) == pytest.approx(r[dist]['loss'], abs=5e-5)
-            assert float(values([line], f'd_{dist}')[0]) == pytest.approx(delta, abs=5e-5)
-            assert (dist in values([line], 'wins')[0]) == (delta > 2 * se)
+        deltas = {dist: analyze.paired_delta(r[dist]['nll'], r['learned']['nll'], model.config.block_size)
+                  for dist in analyze.BASELINES}
+        for dist, (delta, se) in deltas.items():
+            assert float(values([line], f'd_{dist}')[0].split('±')[0]) == pytest.approx(delta, abs=5e-5)
+        strongest = min(deltas, key=lambda dist: r[dist]['loss'])
+        delta, se = deltas[strongest]
+        assert values([line], 'strongest') == [strongest] and values([line], 'margin')[0].startswith(f'{delta:+.4f}')
+        verdicts = ['yes'] if delta > 2 * se else ['LOSES'] if delta < -2 * se else ['no', 'n/a']
+        assert values([line], 'wins')[0] in verdicts
+    summary = tagged(out, 'against')[0]
+    assert f"wins at {values(rows, 'wins').count('yes')}," in summary
     trained = [line for line in rows if 'tau=0.5 ' in line and 'cap=3 ' in line]
     assert values(trained, 'loss') == [f'{own.mean():.4f}'] and values(trained, 'flops_vs_full') != ['1.000']
     assert values([rows[0]], 'flops_vs_full') == ['1.000']  # tau = 0: full depth
