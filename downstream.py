@@ -1,0 +1,282 @@
+"""
+Downstream tasks through lm-evaluation-harness (pip install lm-eval): each task's accuracy (its own metrics) and the
+mean passes the model spent per scored token, at one or more settings of the compute dial (halting threshold tau,
+cap on passes). Settings follow lm-eval's names; tasks may be lm-eval's own or YAML files under include_path.
+
+$ python downstream.py --out_dir=out-pile --tasks=lambada_openai,piqa,arc_easy,sciq --halt_threshold=0,1e-4,0.1
+$ python downstream.py --init_from=zeng123/PonderingPythia-1.4B --tasks=piqa --n_ponder=3,1,0
+$ python downstream.py --include_path=data/toy/tasks --tasks=toy_copy,toy_add   # local tasks on the toy model
+"""
+import itertools
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from adaponder import AdaPonderLM, load_checkpoint
+from analyze import knobs, print_table
+from configurator import configure, die, load_tokenizer, pick_device
+
+try:  # an optional extra: without it, main() says how to install it
+    from lm_eval.api.model import LM
+except ImportError:
+    LM = object
+
+# -----------------------------------------------------------------------------
+out_dir = 'out-toy'  # the checkpoint: out_dir/ckpt.pt
+init_from = ''  # or a GPT-NeoX model (hub id or local dir, as from_pretrained reads), imported without gates
+dataset = 'pile_neox'  # init_from only: the tokenizer is data_dir/<dataset>/meta.json
+data_dir = 'data'  # the vocabulary is data_dir/<the checkpoint's dataset>/meta.json
+tasks = ''  # comma-separated lm-eval task names (or groups, or patterns like arc_*)
+include_path = ''  # a folder of local task YAMLs
+num_fewshot = None  # examples in each prompt (None: the task's default)
+limit = None  # at most this many documents per task (a float below 1: this share of them)
+batch_size = 16  # sequences per forward
+output_path = ''  # a folder: results_tau<tau>_cap<cap>.json for each setting
+log_samples = False  # and samples_<task>_tau<tau>_cap<cap>.jsonl, each document with its passes
+halt_threshold = None  # tau, or several: 0,1e-4,0.1 (None: the checkpoint's); higher = fewer passes
+n_ponder = None  # a cap on the extra passes, or several: 3,1,0 (None: K); 0 for a Pythia (imported with K=3)
+device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
+# -----------------------------------------------------------------------------
+
+
+class AdaPonderHarness(LM):
+    """An AdaPonderLM as lm-eval sees it: its three kinds of request, scored with the training forward, and the
+    passes of every scored token recorded per task and per request."""
+
+    def __init__(self, model, encode, decode, start_token, batch_size):
+        super().__init__()
+        self.model, self.encode, self.decode = model, encode, decode
+        self.start_token, self.batch_size = start_token, batch_size  # start_token: what an empty context is
+        # [passes summed over the scored tokens, tokens] of each task, and of each request: (task, doc_id, idx)
+        self.passes = defaultdict(lambda: [0, 0])
+
+    def record(self, request, depth):
+        """Add the passes of a request's scored tokens (depth: one per token) to its task's totals and its own."""
+        for key in (request.task_name, (request.task_name, request.doc_id, request.idx)):
+            self.passes[key][0] += depth.sum().item()
+            self.passes[key][1] += len(depth)
+
+    def encode_pair(self, context, continuation):
+        """Token ids of (context, continuation) split as lm-eval's own models split them: spaces ending the
+        context belong to the continuation, and the whole text is encoded at once (a BPE token may cross)."""
+        context, continuation = context.rstrip(' '), context[len(context.rstrip(' ')):] + continuation
+        if not context:
+            return [self.start_token], self.encode(continuation)
+        whole, n_context = self.encode(context + continuation), len(self.encode(context))
+        return whole[:n_context], whole[n_context:]
+
+    @torch.no_grad()
+    def score(self, pairs, owners, desc):
+        """(log p(continuation | context), whether greedy decoding gives it) for each pair of token lists, a batch
+        at a time, longest first (less padding). Padding goes on the right, where a causal model never looks."""
+        L, device = self.model.config.block_size, self.model.wte.weight.device
+        if any(len(continuation) > L for _, continuation in pairs):
+            die(f"a continuation is longer than the model's context of {L} tokens; lower num_fewshot or use "
+                "another task")
+        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+        results = [None] * len(pairs)
+        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False):
+            batch = order[start:start + self.batch_size]
+            rows = [(pairs[i][0] + pairs[i][1])[-(L + 1):] for i in batch]  # the last L inputs and their targets
+            x = torch.zeros(len(rows), max(map(len, rows)) - 1, dtype=torch.long)
+            for j, row in enumerate(rows):
+                x[j, :len(row) - 1] = torch.tensor(row[:-1])
+            out = self.model(x.to(device))  # the training forward, as in AdaPonderLM.score
+            for j, i in enumerate(batch):
+                n, end = len(pairs[i][1]), len(rows[j]) - 1  # the continuation's predictions: end - n .. end
+                logits, targets = out.logits[j, end - n:end].float(), torch.tensor(rows[j][-n:], device=device)
+                nll = F.cross_entropy(logits, targets, reduction='sum')
+                results[i] = (-nll.item(), bool((logits.argmax(-1) == targets).all()))
+                self.record(owners[i], out.depth[j, end - n:end])
+        return results
+
+    def loglikelihood(self, requests):
+        return self.score([self.encode_pair(*r.args) for r in requests], requests, 'loglikelihood')
+
+    def loglikelihood_rolling(self, requests):
+        """Each text's log-likelihood after the document-start token, in windows of block_size predictions,
+        each with the longest context available (lm-eval's rolling windows)."""
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+        pairs, owners = [], []
+        for r in requests:
+            windows = get_rolling_token_windows(self.encode(r.args[0]), self.start_token,
+                                                self.model.config.block_size, context_len=1)
+            pairs += [make_disjoint_window(w) for w in windows]
+            owners += [r] * (len(pairs) - len(owners))
+        lls = defaultdict(float)  # every window's passes are recorded for its text by score()
+        for r, (ll, _) in zip(owners, self.score(pairs, owners, 'loglikelihood_rolling')):
+            lls[id(r)] += ll
+        return [lls[id(r)] for r in requests]
+
+    def generate_until(self, requests):
+        """Greedy continuation (sampled with do_sample) by model.stream(), stopped before the first `until`
+        string or after max_gen_toks tokens; the passes of the tokens generated are recorded."""
+        device, texts = self.model.wte.weight.device, []
+        for r in tqdm(requests, desc='generate_until', leave=False):
+            context, kwargs = r.args
+            until = [kwargs['until']] if isinstance(kwargs.get('until'), str) else kwargs.get('until') or []
+            temperature = kwargs.get('temperature', 1.0) if kwargs.get('do_sample') else 0.0
+            ids = self.encode(context) if context else [self.start_token]
+            new, depths, text = [], [], ''
+            for token, depth in self.model.stream(torch.tensor([ids], device=device), kwargs.get('max_gen_toks', 256),
+                                                  temperature):
+                new.append(token.item())
+                depths.append(depth.item())
+                text = self.decode(new)
+                if stops := [text.index(u) for u in until if u in text]:
+                    text = text[:min(stops)]
+                    break
+            self.record(r, torch.tensor(depths))
+            texts.append(text)
+        return texts
+
+# -----------------------------------------------------------------------------
+
+
+def as_list(setting):
+    """A setting given once (0.1) or several times (0,1e-4,0.1 arrives as a tuple) as a list; None: [None]."""
+    return list(setting) if isinstance(setting, (tuple, list)) else [setting]
+
+
+def load_model():
+    """(model in eval mode, its checkpoint dict, a name for it): out_dir/ckpt.pt, or a GPT-NeoX import without
+    gates (halting='none': its passes are the cap's) whose tokenizer is the dataset's."""
+    try:
+        if init_from:
+            model = AdaPonderLM.from_pretrained(init_from, halting='none').to(device)
+            return model.eval(), dict(dataset=dataset, model_args=dict(n_ponder=model.config.n_ponder)), init_from
+        path = os.path.join(out_dir, 'ckpt.pt')
+        model, ckpt = load_checkpoint(path, device)
+        return model.eval(), ckpt, path
+    except (ValueError, FileNotFoundError) as e:
+        die(e)
+
+
+def document_start(ckpt, encode):
+    """The token an empty context stands for: the dataset's end-of-text token, which ends every document of the
+    BPE datasets (GPT-2's where there is no meta.json, as load_tokenizer assumes), else a newline, which ends
+    every line of the character datasets."""
+    path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
+    meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else {}
+    return encode('\n')[-1] if 'itos' in meta else meta.get('eot_token', 50256)
+
+
+def task_manager(names):
+    """lm-eval's index of the tasks. include_path's alone when it holds them all: indexing lm-eval's own
+    thousands of task files takes seconds."""
+    from lm_eval.tasks import TaskManager
+    if include_path:
+        if not os.path.isdir(include_path):
+            die(f"include_path={include_path} is not a folder; pass the folder of your task YAML files")
+        local = TaskManager(include_path=include_path, include_defaults=False)
+        if all(local.match_tasks([name]) for name in names):
+            return local
+    manager = TaskManager(include_path=include_path or None)
+    if unknown := [name for name in names if not manager.match_tasks([name])]:
+        import difflib
+        guesses = sorted({g for name in unknown for g in difflib.get_close_matches(name, manager.all_tasks, n=2)})
+        guess = f"did you mean {', '.join(guesses)}? " if guesses else ''
+        die(f"unknown task {', '.join(unknown)}; {guess}"
+            "lm-eval ls tasks lists lm-eval's own; local task YAMLs go in the folder include_path names")
+    return manager
+
+
+def run(harness, manager, names):
+    """One setting of the dial: lm-eval's results for the tasks, each task's mean passes added to its metrics."""
+    from lm_eval import simple_evaluate
+    results = simple_evaluate(model=harness, tasks=names, num_fewshot=num_fewshot, limit=limit,
+                              task_manager=manager, log_samples=log_samples, batch_size=batch_size)
+    subtasks = results.get('group_subtasks', {})
+
+    def leaves(name):  # a group's passes pool those of its tasks
+        return [leaf for sub in subtasks[name] for leaf in leaves(sub)] if subtasks.get(name) else [name]
+    for name, metrics in results['results'].items():
+        total, tokens = (sum(harness.passes[leaf][j] for leaf in leaves(name)) for j in (0, 1))
+        metrics['passes'] = total / max(tokens, 1)
+    for task, samples in results.get('samples', {}).items():
+        for s in samples:  # each request's mean passes, in the order of its arguments
+            s['passes'] = [p / max(n, 1) for p, n in (harness.passes[task, s['doc_id'], i]
+                                                      for i in range(len(s['arguments'])))]
+    return results
+
+
+def rows(results, tau, cap):
+    """A row per task: the setting, its mean passes per scored token and the task's metrics with standard errors."""
+    table = []
+    for name, metrics in results['results'].items():
+        row = dict(name=name, tau=f'{tau:g}', cap=cap, passes=f"{metrics['passes']:.2f}")
+        if name in results.get('n-samples', {}):  # documents scored (groups have none of their own)
+            row['docs'] = results['n-samples'][name]['effective']
+        for key, value in metrics.items():
+            metric, _, kind = key.partition(',')  # 'acc,none', 'acc_stderr,none', 'exact_match,strict-match'
+            if not kind or not isinstance(value, (int, float)):  # the alias, N/A standard errors
+                continue
+            column = f"se_{metric.removesuffix('_stderr')}" if metric.endswith('_stderr') else metric
+            row[column if kind == 'none' else f'{column}[{kind}]'] = f'{value:.4f}'
+        table.append(row)
+    return table
+
+
+def save(results, tau, cap):
+    """output_path/results_<setting>.json, and with log_samples each task's documents, one JSON line each."""
+    from lm_eval.utils import handle_non_serializable
+    setting = f'tau{tau:g}_cap{cap}'
+    for task, samples in results.pop('samples', {}).items():
+        with open(os.path.join(output_path, f'samples_{task}_{setting}.jsonl'), 'w') as f:
+            f.writelines(json.dumps(s, default=handle_non_serializable, ensure_ascii=False) + '\n' for s in samples)
+    path = os.path.join(output_path, f'results_{setting}.json')
+    Path(path).write_text(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    global device
+    configure(globals(), argv)
+    names, taus, caps = [t for t in tasks.split(',') if t], as_list(halt_threshold), as_list(n_ponder)
+    good_taus = all(t is None or type(t) in (int, float) and t >= 0 for t in taus)
+    good_caps = all(c is None or type(c) is int and c >= 0 for c in caps)
+    if not (names and batch_size >= 1 and good_taus and good_caps):
+        die("tasks must name at least one task (--tasks=piqa,arc_easy), batch_size be >= 1, halt_threshold numbers "
+            ">= 0 and n_ponder integers >= 0 (one, or several: --halt_threshold=0,1e-4,0.1); fix the setting")
+    if LM is object:
+        die("downstream.py runs lm-evaluation-harness, which is not installed; pip install lm-eval")
+    if output_path:
+        os.makedirs(output_path, exist_ok=True)
+    device, _, ctx = pick_device(device, dtype)
+    model, ckpt, name = load_model()
+    cfg, K = model.config, ckpt['model_args']['n_ponder']
+    if any(c is not None and c > K for c in caps):
+        die(f"n_ponder can only lower the passes at inference (a cap); this model was trained with {K}")
+    encode, decode = load_tokenizer(data_dir, ckpt, cfg.vocab_size)
+    manager = task_manager(names)
+    # lm-eval tells each task made by a function (custom_dataset) to pass --metadata: its command line's, not ours
+    logging.getLogger('lm_eval.api.task').addFilter(lambda record: 'Custom kwargs' not in record.getMessage())
+    print(f"downstream ckpt={name} dataset={ckpt.get('dataset')} halting={cfg.halting} K={K} "
+          f"tau={cfg.halt_threshold:g} tasks={','.join(names)} num_fewshot={num_fewshot} limit={limit}")
+    start = document_start(ckpt, encode)
+    table = []
+    for tau, cap in itertools.product(taus, caps):
+        tau, cap = cfg.halt_threshold if tau is None else tau, K if cap is None else cap
+        with ctx, knobs(model, halt_threshold=tau, n_ponder=cap):
+            results = run(AdaPonderHarness(model, encode, decode, start, batch_size), manager, names)
+        for row in rows(results, tau, cap):
+            print_table('task', [row])  # tasks have different metrics: a line each
+            table.append(row)
+        if output_path:
+            save(results, tau, cap)
+    if len(taus) * len(caps) > 1:  # a table of accuracy against passes for each task
+        print("\n== the compute dial on each task: its metrics against mean passes per scored token ==")
+        for name in dict.fromkeys(row['name'] for row in table):
+            print_table('dial', sorted((r for r in table if r['name'] == name), key=lambda r: -float(r['passes'])))
+    return table
+
+
+if __name__ == '__main__':
+    main()
