@@ -279,7 +279,7 @@ def test_lens_matches_the_model(toy, capsys):
 
 @pytest.mark.parametrize('args,fragments', [
     (['--bogus=1'], ['unknown setting']),
-    (['--mode=dance'], ["mode='dance' must be analyze or lens"]),
+    (['--mode=dance'], ["mode='dance' must be analyze, lens or curves"]),
     (['--max_tokens=0'], ['max_tokens=0', 'at least 1']),
     (['--batch_size=many'], ['batch_size must be int']),
     (['--out_dir=out-nothing'], ['no checkpoint at out-nothing/ckpt.pt', 'train.py']),
