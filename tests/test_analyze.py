@@ -289,6 +289,8 @@ def test_lens_matches_the_model(toy, capsys):
     (['--compare_ckpts=SHORT'], ['block_size=32', 'same tokens']),
     (['--mode=lens', '--start=A:Z1@'], ["'@', 'Z'"]),
     (['--mode=lens', '--start='], ['prompt is empty']),
+    (['--mode=curves'], ['--plot=curves.png']),
+    (['--mode=curves', '--plot=curves.png'], ['metrics.jsonl', 'train.py writes it']),
     (['--plot=no/such/folder/dial.png'], ['folder does not exist']),
 ])
 def test_bad_input_is_one_clear_line(toy, capsys, args, fragments):
