@@ -497,13 +497,14 @@ class AdaPonderLM(nn.Module):
 
     @torch.no_grad()
     def score(self, data, batch_size=16, max_tokens=None, progress=False):
-        """Per-token NLL and depth over a 1-D token array (e.g. a val split), in non-overlapping windows of
-        block_size. Returns (nll, depth, targets), 1-D and aligned: entry j scores the prediction of
-        targets[j] (so a per-target label, like the toy difficulty class, indexes them directly)."""
+        """Per-token NLL, depth and whether the most likely token was right, over a 1-D token array (e.g. a
+        val split), in non-overlapping windows of block_size. Returns (nll, depth, targets, correct), 1-D and
+        aligned: entry j scores the prediction of targets[j] (so a per-target label, like the toy difficulty
+        class, indexes them directly)."""
         L, device = self.config.block_size, self.wte.weight.device
         n_win = (min(len(data), max_tokens or len(data)) - 1) // L
         windows = torch.as_tensor(data[:n_win * L + 1].astype('int64'))
-        nll, depth = [], []
+        nll, depth, correct = [], [], []
         for start in tqdm(range(0, n_win, batch_size), disable=not progress, desc='scoring'):
             rows = range(start, min(start + batch_size, n_win))
             x = torch.stack([windows[r * L:(r + 1) * L] for r in rows]).to(device)
@@ -511,7 +512,8 @@ class AdaPonderLM(nn.Module):
             out = self(x)
             nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), reduction='none').cpu())
             depth.append(out.depth.flatten().cpu())
-        return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1]
+            correct.append((out.logits.argmax(-1) == y).flatten().cpu())
+        return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1], torch.cat(correct)
 
     def training_flops_per_token(self):
         """Training runs every pass densely: forward + backward = 3x the full-depth forward."""

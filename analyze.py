@@ -87,9 +87,9 @@ def knobs(model, **changes):
 def evaluate(model, data, progress=False):
     """Per-token NLL and depth of the model as its knobs stand now, their means and FLOPs per token."""
     torch.manual_seed(seed)  # the random depths of halting='fixed' come from torch's RNG
-    nll, depth, targets = model.score(data, batch_size, max_tokens, progress)
+    nll, depth, targets, correct = model.score(data, batch_size, max_tokens, progress)
     hist = depth_histogram(depth, model.config.n_ponder + 1)
-    return dict(nll=nll, depth=depth, targets=targets, hist=hist, loss=nll.mean().item(),
+    return dict(nll=nll, depth=depth, targets=targets, correct=correct, hist=hist, loss=nll.mean().item(),
                 passes=depth.float().mean().item(), flops=model.flops_per_token(hist)['total'])
 
 
@@ -145,7 +145,8 @@ def depth_vs_difficulty(ev, labels, classes, n_bins=5):
         labels = torch.as_tensor(labels[1:1 + len(nll)].astype(np.int64))  # nll[j] predicts token j + 1
         print_table('class', [dict(name=name, share=f'{(labels == c).double().mean():.1%}',
                                    passes=f'{depth[labels == c].float().mean():.2f}',
-                                   loss=f'{nll[labels == c].mean():.4f}')
+                                   loss=f'{nll[labels == c].mean():.4f}',
+                                   acc=f"{ev['correct'][labels == c].float().mean():.3f}")
                               for c, name in enumerate(classes) if (labels == c).any()])
 
 # -----------------------------------------------------------------------------

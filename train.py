@@ -377,17 +377,18 @@ def start_metrics():
 
 
 def report_classes():
-    """Datasets with per-token difficulty labels (the toy one): mean passes and loss per class on val."""
+    """Datasets with per-token difficulty labels (the toy one): mean passes, loss and accuracy (the most likely
+    token is the right one) per class on val."""
     labels = np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)
     val = np.memmap(os.path.join(data_path, 'val.bin'), dtype=np.uint16, mode='r')
     raw_model.eval()
     with ctx:
-        nll, depth, targets = raw_model.score(val, batch_size=64, progress=True)
+        nll, depth, targets, correct = raw_model.score(val, batch_size=64, progress=True)
     labels = torch.from_numpy(labels[1:1 + len(targets)].astype(np.int64))  # labels[j]: class of targets[j]
     for c, name in enumerate(meta['classes']):
         chosen = labels == c
-        print(f"class name={name} passes={depth[chosen].float().mean():.2f} "
-              f"loss={nll[chosen].mean():.3f} share={chosen.float().mean():.2f}")
+        print(f"class name={name} passes={depth[chosen].float().mean():.2f} loss={nll[chosen].mean():.3f} "
+              f"acc={correct[chosen].float().mean():.2f} share={chosen.float().mean():.2f}")
 
 
 def ranks_agree():

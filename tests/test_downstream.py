@@ -119,7 +119,7 @@ def test_harness_scores_as_the_model_does(setup, monkeypatch, capsys):
 
     start = CHARS.index('\n')  # an empty context is a newline on a character vocabulary
     for s, doc in zip(samples('t_text'), setup['docs']):
-        nll, depth, _ = model.score(np.array([start] + [CHARS.index(c) for c in doc['text']]))
+        nll, depth, *_ = model.score(np.array([start] + [CHARS.index(c) for c in doc['text']]))
         assert len(nll) == 128 and s['resps'][0][0] == pytest.approx(-nll.sum().item(), abs=1e-4)
         assert s['passes'] == [pytest.approx(depth.float().mean().item())]
     assert 'bits_per_byte' in lines['name=t_text']
