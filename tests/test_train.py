@@ -117,9 +117,9 @@ def test_logs_and_toy_class_report(straight):
     iters = [line for line in stdout.splitlines() if line.startswith('iter ')]
     assert len(iters) == 6 and float(re.search(r' k=([\d.]+)', iters[0]).group(1)) == 0.0  # CE only at first
     assert float(re.search(r' k=([\d.]+)', iters[-1]).group(1)) == pytest.approx(0.1)  # then ramped to bottom_k_frac
-    classes = re.findall(r'^class name=(\w+) passes=([\d.]+) loss=([\d.]+) share=([\d.]+)$', stdout, re.M)
+    classes = re.findall(r'^class name=(\w+) passes=([\d.]+) loss=([\d.]+) acc=([\d.]+) share=([\d.]+)$', stdout, re.M)
     assert [c[0] for c in classes] == ['trivial', 'copy', 'computed', 'noise']
-    assert all(1.0 <= float(c[1]) <= 4.0 for c in classes)
+    assert all(1.0 <= float(c[1]) <= 4.0 and 0.0 <= float(c[3]) <= 1.0 for c in classes)
     assert load(out)['iter_num'] == 6
 
 
