@@ -584,26 +584,9 @@ def neox_architecture(hf, path):
     return arch
 
 
-PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
-    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
-    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
-}
-
-
 def depth_histogram(depth, n_pass):
     """Tokens that ran 1, 2, ..., n_pass passes, from a tensor of depths: the form flops_per_token takes."""
     return torch.bincount(depth.flatten().cpu() - 1, minlength=n_pass).tolist()
-
-
-def device_peak_flops(device):
-    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, other GPUs)."""
-    if torch.device(device).type != 'cuda':
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_BF16_TFLOPS.items():  # longer, more specific names come first
-        if key in name:
-            return tflops * 1e12
-    return None
 
 
 def save_checkpoint(path, model, **extra):

@@ -24,8 +24,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops, load_checkpoint
-from configurator import configure, die, pick_device
+from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, load_checkpoint
+from configurator import configure, device_peak_flops, die, pick_device
 
 # -----------------------------------------------------------------------------
 # settings: the device picks a preset of shapes ('gpt2' on cuda, 'small' elsewhere); a setting given
@@ -39,7 +39,7 @@ n_ponder = 3  # K of the pondering models: K+1 passes per token
 fixed_mean_depth = 2.0  # controlled halting: mean passes per token, out of K+1
 fixed_depth_dist = 'uniform'  # and how the depths spread around it ('uniform' or 'geometric')
 seed = 1337  # controlled halting draws depths from torch's RNG: reseeding repeats them exactly
-peak_tflops = 0.0  # peak of the device for MFU; 0: look a CUDA GPU up in adaponder.PEAK_BF16_TFLOPS
+peak_tflops = 0.0  # peak of the device for MFU; 0: look a CUDA GPU up in configurator.PEAK_BF16_TFLOPS
 # shapes: the values of the 'gpt2' preset, GPT-2 small, the shape nanoGPT's MFU is known at
 n_layer = 12
 n_head = 12

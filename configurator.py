@@ -7,8 +7,8 @@ configurator: a script's settings are its plain global variables, and
 runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
 a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
 a bare --flag sets a boolean setting to True.
-Also here, so that every script sets up a run the same way: the device and mixed-precision context, the
-dataset's tokenizer (load_tokenizer) and die(), the one-line error for bad input.
+Also here, so that every script sets up a run the same way: the device and mixed-precision context (and the
+device's peak FLOP/s, for MFU), the dataset's tokenizer (load_tokenizer) and die(), the one-line error for bad input.
 """
 import ast
 import difflib
@@ -131,3 +131,20 @@ def load_tokenizer(data_dir, ckpt, vocab_size):
         runs = itertools.groupby(ids, key=lambda i: i < n_vocab)
         return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run)) for real, run in runs)
     return encode, decode
+
+
+PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
+    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
+    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
+}
+
+
+def device_peak_flops(device):
+    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, other GPUs)."""
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in PEAK_BF16_TFLOPS.items():  # longer, more specific names come first
+        if key in name:
+            return tflops * 1e12
+    return None

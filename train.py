@@ -25,8 +25,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from configurator import configure, die, pick_device
-from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops, load_checkpoint,
+from configurator import configure, device_peak_flops, die, pick_device
+from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, load_checkpoint,
                        save_checkpoint)
 
 # -----------------------------------------------------------------------------
