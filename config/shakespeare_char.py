@@ -22,9 +22,9 @@ n_embd = 384
 dropout = 0.2
 
 # pondering: train.py's defaults (K=3, learned halting, tau 1e-4, k 0.1: the paper's), but a 10x gate loss:
-# on a 4x128 CPU run it halts in training (1.94 passes) and then beats least-spread random depths and caps at
-# equal passes, where 0.1 loses to a cap (docs/results.md section 8). Unmeasured at this size: watch passes=
-# in the eval lines (1.00 means the gates collapsed, as this weight does on the toy data; go back to 0.1)
+# on a 4x128 CPU run it halts in training (1.94 passes), beats least-spread random depths at and below that
+# and never loses to a cap at equal passes, where 0.1 does (docs/results.md section 8). Unmeasured at this
+# size: watch passes= in the eval lines (1.00 means the gates collapsed, as this weight does on the toy data)
 ponder_lambda = 1.0
 
 learning_rate = 1e-3  # a small model can take a high learning rate
