@@ -66,6 +66,7 @@ bottom_k_frac = 0.1  # the gate loss pushes down this share of the running gates
 bottom_k_start = 0.2  # ...a schedule: cross-entropy only (k = 0) for this fraction of max_iters, then a linear
 bottom_k_end = 0.5  # ramp that reaches bottom_k_frac at this fraction of max_iters
 gate_warmup_iters = 0  # first iterations train only the gates, backbone frozen (continued pretraining)
+one_pass_iters = 0  # first iterations run one pass per token (a plain model), then all K+1 passes begin
 gate_lr_mult = 1.0  # the gates' learning rate is this times the rest's (new gates on a pretrained backbone: > 1)
 # adamw optimizer
 learning_rate = 1e-3  # peak learning rate
@@ -138,11 +139,11 @@ script = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__))
 extra = '' if data_dir == 'data' else f' --out_dir={data_path}'
 how = f"run python {script}{extra} first" if os.path.exists(script) else "prepare it first (see data/*/readme.md)"
 if not os.path.exists(os.path.join(data_path, 'train.bin')):
-    if dataset != 'toy':
+    if dataset not in ('toy', 'hops'):
         die(f"{data_path}/train.bin not found; {how}")
-    if master_process:  # the toy data is generated on the spot, in about a second
+    if master_process:  # the generated datasets are made on the spot, in seconds
         if subprocess.run([sys.executable, script, f'--out_dir={data_path}']).returncode != 0:
-            die(f"could not prepare the toy dataset in {data_path}; run python {script} to see why")
+            die(f"could not prepare the {dataset} dataset in {data_path}; run python {script} to see why")
     if ddp:
         dist.barrier()  # the other ranks wait for rank 0 to write it
 for split in ('train', 'val'):
@@ -407,6 +408,7 @@ def ranks_agree():
 log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
     f"iteration, device {device}, dtype {dtype}, world size {world_size}")
 start_iter = iter_num
+n_ponder_full = raw_model.config.n_ponder
 if master_process:
     start_metrics()
 first_bad_step = torch.tensor(-1, device=device)  # the first step with a non-finite loss, if any
@@ -431,6 +433,9 @@ while True:
     lr, k = get_lr(iter_num), get_bottom_k(iter_num)
     for group in optimizer.param_groups:
         group['lr'] = lr * group['lr_mult']
+    # one_pass_iters: a plain model first, so a task's single steps are learned before pondering feeds the
+    # model's predictions back into its input (from scratch, that feedback slows learning them: docs/results.md)
+    raw_model.config.n_ponder = 0 if iter_num < one_pass_iters else n_ponder_full
     t0 = time.time()
     for micro_step in range(gradient_accumulation_steps):
         X, Y = get_batch('train', batch_gen)  # fetched when used: a checkpoint's generator state is exact
@@ -442,6 +447,7 @@ while True:
         scaler.scale(loss).backward()
         # remember the first step whose loss is nan or inf, without waiting for the GPU to say so now
         first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(out.ce), iter_num + 1, first_bad_step)
+    raw_model.config.n_ponder = n_ponder_full  # evaluation and checkpoints see the whole model
     if iter_num < gate_warmup_iters:
         drop_backbone_grads()
     if grad_clip > 0.0:

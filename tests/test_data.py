@@ -1,4 +1,5 @@
 """Tests of the data/*/prepare.py scripts: small inputs in tmp_path, CPU only, a few seconds in all."""
+import collections
 import importlib.util
 import json
 import os
@@ -65,6 +66,38 @@ def test_toy_is_deterministic(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     for f in ["train.bin", "val.bin"]:
         assert (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
+
+
+def test_hops_labels_are_the_hops_a_pointer_chase_takes(tmp_path):
+    """Every answer of the depth task, chased through its line's bindings: the label is the number of hops to a
+    digit (a one-hop question is `look`), the answer token is where the chase ends, and the same seed makes the
+    same files."""
+    prepare = load("hops").prepare
+    meta, _ = prepare(tmp_path / "a", seed=3, train_tokens=2000, val_tokens=3000)
+    prepare(tmp_path / "b", seed=3, train_tokens=2000, val_tokens=3000)
+    for f in ["train.bin", "val.bin", "val_class.bin", "meta.json"]:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    itos, classes = meta["itos"], meta["classes"]
+    tokens = [itos[i] for i in np.fromfile(tmp_path / "a" / "val.bin", dtype=np.uint16)]
+    labels = np.fromfile(tmp_path / "a" / "val_class.bin", dtype=np.uint8)
+    seen = collections.Counter()
+    points_to = {}
+    for j, (token, label) in enumerate(zip(tokens, labels)):
+        if token == "\n":
+            points_to = {}
+        elif ">" in token:
+            points_to[token[0]] = token[2]
+        elif classes[label].startswith("hop"):
+            question, hops, at = tokens[j - 1], 0, tokens[j - 1][1]
+            while not at.isdigit():
+                at, hops = points_to[at], hops + 1
+            assert question.endswith("=") and token == at and classes[label] == f"hop{hops}"
+            seen[hops] += 1
+        elif classes[label] == "look":
+            value = points_to[tokens[j - 1][1]]
+            assert tokens[j - 1].endswith(":") and token == (value if value.isdigit() else f" {value}=")
+            seen["look"] += 1
+    assert seen.keys() == {1, 2, 3, 4, "look"} and len(set(seen[k] for k in (1, 2, 3, 4))) == 1  # one each a line
 
 
 def test_toy_decodes_to_well_formed_lines(toy):

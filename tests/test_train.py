@@ -196,6 +196,15 @@ def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp
     assert (trained['gates.0.2.bias'] != pretrained['gates.0.2.bias']).all()  # the gates did train
 
 
+def test_one_pass_iters_trains_a_plain_model_first(data_dir, tmp_path, monkeypatch, capsys):
+    """one_pass_iters: the first steps run one pass per token, the rest all K+1; the checkpoint keeps K."""
+    assert train_in_process(monkeypatch, f'--data_dir={data_dir}', f'--out_dir={tmp_path}', '--max_iters=5',
+                            '--eval_interval=5', '--one_pass_iters=3', *TINY) is None
+    passes = [float(p) for p in re.findall(r'^iter step=\d+ .*? passes=([\d.]+)', capsys.readouterr().out, re.M)]
+    assert passes == [1.0, 1.0, 1.0, 4.0, 4.0]
+    assert load(tmp_path)['model_args']['n_ponder'] == 3
+
+
 def train_in_process(monkeypatch, *args):
     """Run train.py in this process (no interpreter start-up); returns the SystemExit message, or None."""
     monkeypatch.setattr(sys, 'argv', ['train.py', *args])
