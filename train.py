@@ -314,12 +314,21 @@ def drop_backbone_grads():
             p.grad = None
 
 
+def set_passes(it):
+    """one_pass_iters: one pass per token (a plain model) before that iteration, all K+1 passes after. The task's
+    single steps are learned first, before pondering feeds the model's predictions back into its input (from
+    scratch that feedback slowed learning them: docs/results.md section 9). Training and evaluation both follow."""
+    raw_model.config.n_ponder = 0 if it < one_pass_iters else n_ponder_full
+
+
 def save():
+    set_passes(one_pass_iters)  # the checkpoint holds the whole model, K+1 passes
     rng = dict(batches=batch_gen.get_state(), torch=torch.get_rng_state())
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state()
     save_checkpoint(ckpt_path, raw_model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
                     iter_num=iter_num, best_val_loss=best_val_loss, config=config, dataset=dataset, rng=rng)
+    set_passes(iter_num)
 
 
 def eval_metrics(losses, hist, tok_s):
@@ -415,6 +424,7 @@ first_bad_step = torch.tensor(-1, device=device)  # the first step with a non-fi
 window_tokens, window_start = 0, time.time()  # throughput since the last eval
 progress = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process, dynamic_ncols=True)
 while True:
+    set_passes(iter_num)
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         if device_type == 'cuda':
             torch.cuda.synchronize()  # queued GPU work belongs to the throughput window
@@ -433,9 +443,6 @@ while True:
     lr, k = get_lr(iter_num), get_bottom_k(iter_num)
     for group in optimizer.param_groups:
         group['lr'] = lr * group['lr_mult']
-    # one_pass_iters: a plain model first, so a task's single steps are learned before pondering feeds the
-    # model's predictions back into its input (from scratch, that feedback slows learning them: docs/results.md)
-    raw_model.config.n_ponder = 0 if iter_num < one_pass_iters else n_ponder_full
     t0 = time.time()
     for micro_step in range(gradient_accumulation_steps):
         X, Y = get_batch('train', batch_gen)  # fetched when used: a checkpoint's generator state is exact
@@ -447,7 +454,6 @@ while True:
         scaler.scale(loss).backward()
         # remember the first step whose loss is nan or inf, without waiting for the GPU to say so now
         first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(out.ce), iter_num + 1, first_bad_step)
-    raw_model.config.n_ponder = n_ponder_full  # evaluation and checkpoints see the whole model
     if iter_num < gate_warmup_iters:
         drop_backbone_grads()
     if grad_clip > 0.0:

@@ -200,8 +200,10 @@ def test_one_pass_iters_trains_a_plain_model_first(data_dir, tmp_path, monkeypat
     """one_pass_iters: the first steps run one pass per token, the rest all K+1; the checkpoint keeps K."""
     assert train_in_process(monkeypatch, f'--data_dir={data_dir}', f'--out_dir={tmp_path}', '--max_iters=5',
                             '--eval_interval=5', '--one_pass_iters=3', *TINY) is None
-    passes = [float(p) for p in re.findall(r'^iter step=\d+ .*? passes=([\d.]+)', capsys.readouterr().out, re.M)]
+    out = capsys.readouterr().out
+    passes = [float(p) for p in re.findall(r'^iter step=\d+ .*? passes=([\d.]+)', out, re.M)]
     assert passes == [1.0, 1.0, 1.0, 4.0, 4.0]
+    assert re.findall(r'^eval step=\d+ .*? passes=([\d.]+)', out, re.M) == ['1.00', '4.00']  # evals follow
     assert load(tmp_path)['model_args']['n_ponder'] == 3
 
 
