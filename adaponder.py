@@ -1,31 +1,24 @@
 """
 AdaPonderLM in one file: a pondering language model with token-wise adaptive depth.
 
-The whole transformer runs up to K+1 passes per token. After each pass the model's own prediction is fed
-back as a probability-weighted embedding; a small per-pass MLP gate scales that update and, once it falls
-below a threshold, the token halts for good. Halted tokens are not recomputed: later passes see the
-keys/values from the last pass they ran. Training and decoding share one function, `ponder`, so the
-parallel training forward and the step-by-step cached decoder compute the same thing.
-
-References:
-1) AdaPonderLM: Gated Pondering Language Models with Token-Wise Adaptive Depth (arXiv 2603.01914)
-2) PonderLM: Pretraining Language Models to Ponder in Continuous Space (arXiv 2505.20674)
-3) the GPT-NeoX / Pythia blocks (EleutherAI), and karpathy/nanoGPT for the shape of this file
-docs/method.md states the method and the decisions taken here where the paper is silent.
+The whole transformer runs up to K+1 passes per token, each fed back its own prediction as a
+probability-weighted embedding. A small gate per pass scales that update; once the gate falls below
+a threshold the token halts for good, and later passes see the keys/values of the last pass it ran.
+Training and decoding share `ponder` and one way of computing only the tokens still running: the
+parallel forward and the cached decoder compute the same thing, and a halted token costs nothing.
+References: AdaPonderLM (arXiv 2603.01914), PonderLM (arXiv 2505.20674), the GPT-NeoX / Pythia
+blocks, and nanoGPT for the shape of this file. docs/method.md has the method and the choices made
+where the paper is silent; pretrained.py reads and writes weights (checkpoints, Pythia, PonderLM).
 """
 
-import glob
-import importlib.util
-import json
 import math
-import os
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 # -----------------------------------------------------------------------------
 # The backbone: GPT-NeoX (Pythia) blocks
@@ -43,33 +36,38 @@ def rotary_tables(head_dim, rotary_pct, max_len, base=10000):
 def apply_rotary(x, cos, sin):
     """x: (..., nh, hs); cos, sin: (..., 1, rot) already indexed by each row's position."""
     rot = cos.shape[-1]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x_rot, x_pass = x[..., :rot], x[..., rot:]
     x1, x2 = x_rot.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
-    return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
+    return torch.cat([x_rot * cos.to(x.dtype) + rotated * sin.to(x.dtype), x_pass], dim=-1)
+
+
+def attention(q, k, v, **how):
+    """Scaled dot-product attention on (B, T, nh, hs) queries and (B, S, nh, hs) keys and values."""
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T or S, hs)
+    y = F.scaled_dot_product_attention(q, k, v, **how)
+    return y.transpose(1, 2)  # (B, T, nh, hs)
 
 
 class CausalSelfAttention(nn.Module):
-    """Works on any leading shape: (B, T, C) in training, (N, C) running rows when decoding.
-    Where the keys/values come from - and so the KV reuse of halted tokens - is the `kv` object's job."""
+    """Works on any leading shape: (B, T, C) when every row runs, (N, C) for N running rows.
+    Which keys/values it sees - and so the KV reuse of halted tokens - is the pass context's job."""
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
-        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.n_embd // config.n_head, layer_idx
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused, per-head [q k v]
+        self.n_head, self.hs = config.n_head, config.n_embd // config.n_head
+        self.layer_idx = layer_idx
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # per head [q k v]
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, kv):
+    def forward(self, x, ctx):
         lead = x.shape[:-1]  # (B, T) or (N,)
-        qkv = self.qkv(x).view(*lead, self.n_head, 3 * self.head_dim)  # GPT-NeoX layout: heads outermost
-        q, k, v = qkv.split(self.head_dim, dim=-1)  # each (..., nh, hs)
-        cos, sin = kv.rotary
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = kv.attend(self.layer_idx, q, k, v)  # (..., nh, hs)
-        return self.resid_dropout(self.proj(y.reshape(*lead, -1)))
+        qkv = self.qkv(x).view(*lead, self.n_head, 3 * self.hs)  # GPT-NeoX: heads outermost
+        q, k, v = qkv.split(self.hs, dim=-1)  # each (..., nh, hs)
+        q, k = apply_rotary(q, *ctx.rotary), apply_rotary(k, *ctx.rotary)
+        y = ctx.attend(self.layer_idx, q, k, v)  # (..., nh, hs)
+        return self.resid_dropout(self.proj(y.reshape(*lead, self.n_head * self.hs)))
 
 
 class MLP(nn.Module):
@@ -94,103 +92,146 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.parallel_residual = config.parallel_residual
 
-    def forward(self, x, kv):
+    def forward(self, x, ctx):
         if self.parallel_residual:  # GPT-NeoX: attention and MLP both read the block's input
-            return x + self.attn(self.ln_1(x), kv) + self.mlp(self.ln_2(x))
-        x = x + self.attn(self.ln_1(x), kv)
+            return x + self.attn(self.ln_1(x), ctx) + self.mlp(self.ln_2(x))
+        x = x + self.attn(self.ln_1(x), ctx)
         return x + self.mlp(self.ln_2(x))
 
 
 # -----------------------------------------------------------------------------
-# Where keys/values come from: the only place training and decoding differ
+# Pass contexts: which rows run a pass, and which keys/values attention sees
+#
+# ponder() gets one pass context per forward (or per decoding step) and asks it for:
+#   begin_pass(i, running)  pass i starts; running (B, T) is m_i, the tokens still running
+#   idle                    True if the pass has nothing to compute (decoding: all tokens halted)
+#   rotary                  (cos, sin) at the positions of the rows that run
+#   gather(x)               x (B, T, ...) -> the rows that run this pass
+#   scatter(x, values)      x with those rows replaced by values, out of place (autograd), every
+#                           other row - a halted token - left as it was
+#   attend(layer, q, k, v)  attention for the running rows, over keys/values in which every halted
+#                           token keeps those of the last pass it ran: the KV reuse
+# AllRows runs every row (static shapes), RunningRows only the running ones, and KVCache is a
+# RunningRows whose keys/values persist across decoding steps, in one cache per pass.
 
 
-class TrainingKV:
-    """Training: every token runs every pass (static shapes, compile-friendly). KV reuse as "alignment":
-    in every layer a halted token's key/value is replaced by the one from the previous pass, so attention
-    sees exactly what the cached decoder sees."""
+class AllRows:
+    """Every token runs every pass and a halted token's results are thrown away: scatter() keeps
+    its old state, and its key/value is its previous pass's, k = where(m_i, k_new, k_prev). Static
+    shapes: for torch.compile, and where no token halts (see AdaPonderLM.training_context)."""
 
-    def __init__(self, rotary, T, dropout):
-        cos, sin = rotary
-        self.rotary = cos[:T, None], sin[:T, None]  # (T, 1, rot): broadcasts over (B, T, nh, rot)
-        self.prev, self.dropout = {}, dropout
-        self.rows = None  # None: every row runs (see rows_of)
+    idle = False  # training never skips a pass: DDP expects every parameter in the graph
+
+    def __init__(self, rotary, T, dropout=0.0):
+        self.rotary = rotary[0][:T, None], rotary[1][:T, None]  # (T, 1, rot), over (B, T, nh, rot)
+        self.prev, self.dropout = {}, dropout  # prev[layer]: the (k, v) grids of the last pass
 
     def begin_pass(self, i, running):
-        self.running = running[:, :, None, None]  # (B, T, 1, 1) = m_i
-        return True
+        self.running = running  # (B, T)
+
+    def gather(self, x):
+        return x
+
+    def scatter(self, x, values):
+        m = self.running.view(*self.running.shape, *[1] * (x.dim() - 2))
+        return torch.where(m, values.to(x.dtype), x)
 
     def attend(self, layer, q, k, v):  # q, k, v: (B, T, nh, hs)
         if layer in self.prev:  # pass > 0: halted tokens keep their last pass's key/value
-            k_prev, v_prev = self.prev[layer]
-            k, v = torch.where(self.running, k, k_prev), torch.where(self.running, v, v_prev)
+            k, v = self.scatter(self.prev[layer][0], k), self.scatter(self.prev[layer][1], v)
         self.prev[layer] = (k, v)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout)
-        return y.transpose(1, 2)  # (B, T, nh, hs)
+        return attention(q, k, v, is_causal=True, dropout_p=self.dropout)
 
 
-class KVCache:
-    """Decoding: one KV cache per pass. Each pass computes only the tokens still running (their rows are
-    gathered); a halted token's entry in this pass's cache is copied from the previous pass."""
+class RunningRows:
+    """Only the tokens still running are computed: each pass gathers their rows into (N, ...), so a
+    halted token costs nothing in the projections, MLPs, LM head, feedback or gates, forward and
+    backward. Attention runs on the (B, T) grid, where a halted token keeps its previous pass's
+    key/value (its query is zeros, its output dropped): the one cost that does not shrink."""
+
+    idle = False  # a pass with no running row runs on empty tensors: cheap, and every gate is used
+
+    def __init__(self, rotary, T, dropout=0.0):
+        self.cos, self.sin = rotary
+        self.positions = torch.arange(T, device=self.cos.device)  # of the T tokens in view
+        self.prev, self.dropout = {}, dropout
+
+    def begin_pass(self, i, running):  # running: (B, T)
+        self.grid = running.shape
+        self.rows = running.flatten().nonzero().squeeze(1)  # (N,) b * T + t; waits for the GPU
+        self.every_row = len(self.rows) == running.numel()  # then a gather is a view, not a copy
+        pos = self.positions[self.rows % self.grid[1]]
+        self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
+
+    def gather(self, x):  # (B, T, ...) -> (N, ...)
+        x = x.flatten(0, 1)
+        return x if self.every_row else x.index_select(0, self.rows)
+
+    def scatter(self, x, values):  # x (B, T, ...), values (N, ...)
+        if self.every_row:
+            return values.to(x.dtype).view_as(x)
+        return x.flatten(0, 1).index_copy(0, self.rows, values.to(x.dtype)).view_as(x)
+
+    def attend_on_grid(self, q, k, v, **how):
+        """Attention for the running rows' queries q (N, nh, hs), run on the (B, T) grid of queries
+        against keys/values k, v (B, S, nh, hs): one dense call; halted queries zeros, dropped."""
+        q_grid = self.scatter(q.new_zeros(*self.grid, *q.shape[1:]), q)  # (B, T, nh, hs)
+        return self.gather(attention(q_grid, k, v, **how))  # (N, nh, hs)
+
+    def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs)
+        empty = q.new_zeros(*self.grid, *q.shape[1:])  # pass 0: every token runs, nothing kept
+        k_prev, v_prev = self.prev.get(layer, (empty, empty))
+        k, v = self.scatter(k_prev, k), self.scatter(v_prev, v)  # (B, T, nh, hs)
+        self.prev[layer] = (k, v)
+        return self.attend_on_grid(q, k, v, is_causal=True, dropout_p=self.dropout)
+
+
+class KVCache(RunningRows):
+    """Decoding: one KV cache per pass, each with every layer. A chunk of T new tokens (a prompt, or
+    one token) runs through all passes; in each, the running tokens' keys/values are written into
+    that pass's cache, and a halted token's entry is the previous pass's, copied."""
 
     def __init__(self, config, rotary, batch_size, max_len, device, dtype):
+        super().__init__(rotary, 0)
         n_pass, hs = config.n_ponder + 1, config.n_embd // config.n_head
         shape = (n_pass, config.n_layer, batch_size, config.n_head, max_len, hs)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.cos, self.sin = rotary
-        self.batch_size, self.max_len, self.length = batch_size, max_len, 0  # length: tokens cached so far
+        self.max_len, self.length = max_len, 0  # length: tokens cached so far
 
     def begin_chunk(self, T):
         if self.length + T > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} tokens, {self.length + T} needed; "
                              "make a larger cache with model.new_cache(batch_size, max_len)")
-        self.chunk = torch.arange(self.length, self.length + T, device=self.k.device)  # positions
-        # (T, length + T): chunk token j sees the cached tokens and the chunk's tokens up to itself
-        self.mask = torch.ones(T, self.length + T, dtype=torch.bool, device=self.k.device).tril(self.length)
+        self.positions = torch.arange(self.length, self.length + T, device=self.k.device)
+        # (T, length + T): chunk token j sees the cached tokens and the chunk's up to itself
+        self.mask = torch.ones(T, self.length + T, dtype=torch.bool, device=self.k.device)
+        self.mask = self.mask.tril(self.length)
 
-    def begin_pass(self, i, running):  # running: (B, T) = m_i for this chunk's tokens
-        self.i = i
-        if i > 0:  # KV reuse: the chunk starts from the previous pass's keys/values, so halted tokens
-            span = slice(self.length, self.length + len(self.chunk))  # keep their last ones; running
-            self.k[i, ..., span, :] = self.k[i - 1, ..., span, :]  # tokens overwrite theirs in attend()
+    def begin_pass(self, i, running):
+        super().begin_pass(i, running)
+        self.i, span = i, slice(self.length, self.length + len(self.positions))
+        if i > 0:  # KV reuse: start from the previous pass's; running tokens overwrite theirs
+            self.k[i, ..., span, :] = self.k[i - 1, ..., span, :]
             self.v[i, ..., span, :] = self.v[i - 1, ..., span, :]
-        self.rows = running.nonzero(as_tuple=True)  # (b, t) of the tokens that run this pass
-        pos = self.chunk[self.rows[1]]
-        self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
-        return len(pos) > 0  # False: every token has halted, nothing to compute
+        self.idle = len(self.rows) == 0
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per running token
-        b, t = self.rows
-        pos, end = self.chunk[t], self.length + self.mask.shape[0]
+        b, pos = self.rows // self.grid[1], self.positions[self.rows % self.grid[1]]
         ck, cv = self.k[self.i, layer], self.v[self.i, layer]  # (B, nh, max_len, hs)
         ck[b, :, pos], cv[b, :, pos] = k.to(ck.dtype), v.to(cv.dtype)
-        # attention runs on the (B, T) grid of the chunk: halted tokens' queries are zeros and their
-        # outputs are dropped - small next to the projections and MLP, and it keeps one dense SDPA call
-        q_grid = q.new_zeros(self.batch_size, self.mask.shape[0], *q.shape[1:])  # (B, T, nh, hs)
-        q_grid[b, t] = q
-        y = F.scaled_dot_product_attention(q_grid.transpose(1, 2), ck[:, :, :end].to(q.dtype),
-                                           cv[:, :, :end].to(q.dtype), attn_mask=self.mask)
-        return y.transpose(1, 2)[b, t]  # (N, nh, hs)
-
-
-def rows_of(x, rows):
-    """Gather the rows of x (B, T, ...) that run this pass: (N, ...) when decoding, all of x in training
-    (rows is None)."""
-    return x if rows is None else x[rows]
-
-
-def scatter_rows(x, rows, values, running):
-    """The inverse of rows_of: write a pass's per-row results back into x (B, T, ...), for running tokens
-    only; halted tokens keep what they had."""
-    if rows is None:
-        return torch.where(running.view(*running.shape, *[1] * (x.dim() - 2)), values, x)
-    return x.index_put(rows, values.to(x.dtype))
+        end = self.length + len(self.positions)
+        k, v = (c[:, :, :end].transpose(1, 2).to(q.dtype) for c in (ck, cv))  # (B, end, nh, hs)
+        return self.attend_on_grid(q, k, v, attn_mask=self.mask)
 
 
 # -----------------------------------------------------------------------------
 # The model
+
+HALTING = ('learned', 'none', 'fixed')  # who stops: the gates, nobody, random depths
+DEPTH_DISTS = ('uniform', 'geometric', 'least_spread')
+INFERENCE_SETTINGS = ('halting', 'halt_threshold', 'n_ponder', 'fixed_depth_dist',
+                      'fixed_mean_depth')  # what set_inference may change on a built model
 
 
 @dataclass
@@ -205,17 +246,47 @@ class AdaPonderConfig:
     layer_norm_eps: float = 1e-5
     rotary_pct: float = 0.25  # fraction of each head's dims that get rotary position
     rotary_base: int = 10000
-    parallel_residual: bool = True  # x + attn(ln1(x)) + mlp(ln2(x)) (GPT-NeoX) instead of sequential
-    n_ponder: int = 3  # K: extra passes per token (K+1 passes in all); 0 is a plain language model
-    halting: str = 'learned'  # 'learned' (AdaPonderLM) | 'none' (PonderLM: all K+1 passes) | 'fixed' (random depth)
+    parallel_residual: bool = True  # x + attn(ln1(x)) + mlp(ln2(x)) (GPT-NeoX), not sequential
+    n_ponder: int = 3  # K: extra passes per token (K+1 in all); 0 is a plain language model
+    halting: str = 'learned'  # who stops: 'learned' (gates) | 'none' (nobody) | 'fixed' (random)
+    gated: Optional[bool] = None  # gates exist and scale each update; default: halting == 'learned'
     halt_threshold: float = 1e-4  # tau: a token halts once its gate value s < tau
     ponder_lambda: float = 0.1  # weight of the bottom-k gate loss
-    bottom_k_frac: float = 0.1  # share of the running gate values the gate loss pushes down (train.py ramps it)
-    embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (official PonderLM: sqrt(d))
+    bottom_k_frac: float = 0.1  # share of running gate values the gate loss pushes down
+    embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (PonderLM: sqrt(d))
     first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
     gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts close to plain PonderLM
-    fixed_depth_dist: str = 'uniform'  # halting='fixed': 'uniform', 'geometric' or 'least_spread' depths
-    fixed_mean_depth: float = 2.5  # halting='fixed': mean passes per token, in [1, K+1]
+    fixed_depth_dist: str = 'uniform'  # halting='fixed': how random depths spread (DEPTH_DISTS)
+    fixed_mean_depth: float = 2.5  # halting='fixed': their mean passes (above K+1, as a cap: K+1)
+
+    def __post_init__(self):
+        """Each field is checked once, here: one ValueError naming a bad value and the range."""
+        for name in ('vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'n_ponder'):
+            value, low = getattr(self, name), int(name != 'n_ponder')
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        inf = math.inf
+        for name, low, high in (('dropout', 0, 0.99), ('rotary_pct', 0, 1), ('bottom_k_frac', 0, 1),
+                                ('halt_threshold', 0, 1), ('ponder_lambda', 0, inf),
+                                ('embed_scale', 1e-9, inf), ('first_embed_mult', 1e-9, inf),
+                                ('layer_norm_eps', 1e-30, 1), ('rotary_base', 1, inf),
+                                ('gate_bias_init', -inf, inf), ('fixed_mean_depth', 1, inf)):
+            value = getattr(self, name)  # (a tensor: train.py's bottom-k schedule, checked there)
+            number = isinstance(value, (int, float)) and math.isfinite(value)  # not NaN, not inf
+            if not isinstance(value, torch.Tensor) and not (number and low <= value <= high):
+                raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], "
+                                 f"got {value!r}")
+        if self.n_embd % self.n_head or int(self.n_embd // self.n_head * self.rotary_pct) % 2:
+            raise ValueError(f"n_embd {self.n_embd} must split into n_head {self.n_head} heads "
+                             f"whose rotary part (rotary_pct {self.rotary_pct}) has even dims")
+        for name, allowed in (('halting', HALTING), ('fixed_depth_dist', DEPTH_DISTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use "
+                                 f"{', '.join(allowed)}")
+        self.gated = self.halting == 'learned' if self.gated is None else self.gated
+        if self.halting == 'learned' and not self.gated:
+            raise ValueError("halting='learned' needs gates, and this model has none (it was "
+                             "trained with halting='none' or 'fixed'); use one of those")
 
 
 PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
@@ -223,7 +294,7 @@ PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabula
     'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
     'pythia-160m': dict(n_layer=12, n_head=12, n_embd=768, block_size=2048),
     'pythia-410m': dict(n_layer=24, n_head=16, n_embd=1024, block_size=2048),
-    'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests and CPU demos
+    'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests, CPU demos
 }
 
 
@@ -247,19 +318,22 @@ class AdaPonderLM(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_in, also read by the pondering embedding
+        self.config = config  # set_inference may change who halts and a cap on passes, nothing else
+        self.K = config.n_ponder  # the pondering steps the weights have
+        C = config.n_embd
+        self.wte = nn.Embedding(config.vocab_size, C)  # W_in, read by the pondering embedding too
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied, as in Pythia
-        self.gates = nn.ModuleList([  # one gate per pondering step i = 0..K-1: a shared gate collapses
-            nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(), nn.Linear(4 * config.n_embd, 1))
-            for _ in range(config.n_ponder)]) if config.halting == 'learned' else None
-        hs = config.n_embd // config.n_head
-        cos, sin = rotary_tables(hs, config.rotary_pct, config.block_size, config.rotary_base)
+        self.ln_f = nn.LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(C, config.vocab_size, bias=False)  # untied, as in Pythia
+        self.gates = nn.ModuleList([  # one per pondering step i = 0..K-1: a shared gate collapses
+            nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, 1))
+            for _ in range(config.n_ponder)]) if config.gated else None
+        cos, sin = rotary_tables(C // config.n_head, config.rotary_pct, config.block_size,
+                                 config.rotary_base)
         self.register_buffer('rope_cos', cos, persistent=False)
         self.register_buffer('rope_sin', sin, persistent=False)
+        self.static_shapes = False  # True: training runs every row of every pass (training_context)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith('proj.weight') and name.startswith('blocks'):
@@ -274,138 +348,143 @@ class AdaPonderLM(nn.Module):
             torch.nn.init.zeros_(module.bias)
 
     def get_num_params(self, non_embedding=True):
-        """Parameters; non_embedding leaves out W_in and the LM head (their cost is counted apart)."""
+        """Parameters; non_embedding leaves out W_in and the LM head (counted apart in FLOPs)."""
         n = sum(p.numel() for p in self.parameters())
         return n - self.wte.weight.numel() - self.lm_head.weight.numel() if non_embedding else n
 
+    def set_inference(self, **settings):
+        """The one way to change how a built model runs: INFERENCE_SETTINGS (who halts, tau, K
+        as a cap on passes, the random depths). Checked like any config value; returns the values
+        replaced, so that model.set_inference(**old) puts them back."""
+        if unknown := set(settings) - set(INFERENCE_SETTINGS):
+            raise ValueError(f"{', '.join(sorted(unknown))} cannot change once the model is "
+                             f"built; these can: {', '.join(INFERENCE_SETTINGS)}")
+        if settings.get('n_ponder', 0) > self.K:
+            raise ValueError(f"n_ponder can only be lowered after training (a cap on passes); "
+                             f"this model has K = {self.K}")
+        old = {key: getattr(self.config, key) for key in settings}
+        self.config = replace(self.config, **settings)  # a new config: checks the new values
+        return old
+
     # ---- the recurrence: one function for training and decoding ----
 
-    def ponder(self, idx, kv):
-        """Run the AdaPonderLM recurrence over idx (B, T); returns each token's final hidden state (B, T, C)
-        from the last pass it ran, its depth (B, T), and each pass's gate values with the mask of tokens
-        they let run another pass (for the gate loss). The method is four lines of the loop:
-          the gate:         s_rows, go_on = self.halt(...)        s_i = sigmoid(gate_i(h_i))
-          the mask:         running = scatter_rows(..., go_on)    m_{i+1} = m_i * [s_i >= tau], never undone
-          the update:       x = x + s * pondering_embedding(...)  E_i = E_{i-1} + m_i * s_{i-1} * e_{i-1}
-          the KV reuse:     kv.begin_pass(i, running)             halted tokens keep their last keys/values
-        kv decides which rows run: all of them in training (TrainingKV), the running ones when decoding."""
+    def ponder(self, idx, ctx):
+        """The AdaPonderLM recurrence over idx (B, T); ctx, a pass context, decides which rows run
+        and which keys/values they see. Returns each token's hidden state (B, T, C) from the last
+        pass it ran, its depth (B, T), and each pass's gate values and the mask of tokens they let
+        run on (for the gate loss). The method, and the lines of the loop that do it:
+          only running tokens:  x = ctx.gather(E)           the rows with m_i = 1
+          the update:           x = x + ... * e             E_i = E_{i-1} + s_{i-1} e_{i-1}
+          the KV reuse:         x = block(x, ctx)           ctx.attend: halted tokens' keys and
+                                                            values are those of their last pass
+          the gate:             s_i = self.gate_value(..)   s_i = sigmoid(gate_i(h_i))
+          the mask:             running = ctx.scatter(..)   m_{i+1} = m_i [s_i >= tau], for good"""
         cfg = self.config
         E = self.drop(self.wte(idx) * (cfg.embed_scale * cfg.first_embed_mult))  # E_0: (B, T, C)
         running = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)  # m_0 = 1
         depth = torch.zeros(idx.shape, dtype=torch.long, device=idx.device)
         h_out = torch.zeros_like(E)  # each token's state after the last pass it ran
-        s = torch.ones(idx.shape, device=idx.device)  # gate values of the previous pass (float32)
-        max_depth = self.max_depth(idx.shape, idx.device)  # K+1, or random depths (halting='fixed')
-        gates, running_after = [], []  # s_i and m_{i+1} of each pass, for the gate loss
+        s = torch.ones(idx.shape, device=idx.device)  # the last pass's gate values (float32)
+        max_passes = self.max_passes(idx)  # (B, T): K+1, or the random-depth baseline's depths
+        s_per_pass, running_after = [], []  # s_i and m_{i+1} of each pass, for the gate loss
         for i in range(cfg.n_ponder + 1):
-            if not kv.begin_pass(i, running):  # decoding: every token halted, skip the pass
+            ctx.begin_pass(i, running)  # from here on, only the rows still running
+            if ctx.idle:  # decoding, every token halted: the KV copy was all there was to do
                 continue
-            x = rows_of(E, kv.rows)  # (B, T, C) in training, (N, C) running rows when decoding
-            if i > 0:  # feed back the previous pass's prediction, scaled by its gate
-                e = self.pondering_embedding(rows_of(h_out, kv.rows))
-                x = x + rows_of(s, kv.rows).unsqueeze(-1).to(x.dtype) * e
-                E = scatter_rows(E, kv.rows, x, running)
+            x = ctx.gather(E)  # (N, C) running rows; (B, T, C) with AllRows
+            if i > 0:  # feed back the last pass's prediction, scaled by its gate
+                e = self.pondering_embedding(ctx.gather(h_out))
+                x = x + ctx.gather(s).unsqueeze(-1).to(x.dtype) * e
+                E = ctx.scatter(E, x)
             for block in self.blocks:
-                x = block(x, kv)
+                x = block(x, ctx)
             h = self.ln_f(x)
-            h_out = scatter_rows(h_out, kv.rows, h, running)  # halted tokens keep the state of their last pass
+            h_out = ctx.scatter(h_out, h)  # a halted token keeps the state of its last pass
             depth = depth + running
             if i == cfg.n_ponder:
                 break
-            s_rows, go_on = self.halt(i, h, rows_of(max_depth, kv.rows))
-            s = scatter_rows(s, kv.rows, s_rows, running)
-            running = scatter_rows(running, kv.rows, go_on, running)  # a halted token never resumes
-            gates.append(s)
-            running_after.append(running)  # the gate loss sees the gates that let their token go on
-        return h_out, depth, (gates, running_after)
+            s_i = self.gate_value(i, h)
+            s = ctx.scatter(s, s_i)
+            running = ctx.scatter(running, self.goes_on(s_i, ctx.gather(max_passes) > i + 1))
+            s_per_pass.append(s)
+            running_after.append(running)  # the gate loss sees gates that let their token go on
+        return h_out, depth, (s_per_pass, running_after)
 
     def pondering_embedding(self, h):
-        """e = softmax(head(h)) @ W_in: the expected input embedding of the model's own prediction."""
+        """e = softmax(head(h)) @ W_in: the expected input embedding of the model's prediction."""
         p = F.softmax(self.lm_head(h).float(), dim=-1).to(h.dtype)  # (..., V)
         return (p @ self.wte.weight.to(h.dtype)) * self.config.embed_scale  # (..., C)
 
-    def halt(self, i, h, max_depth):
-        """The halting rule, in one place. From the pass-i state h of the rows that ran it, the gate value
-        s_i (it scales the next update) and whether each row runs pass i+1. A model with gates always scales
-        by them; `halting` only picks who stops, so one checkpoint can also run at full depth ('none') or
-        with random depths ('fixed', drawn by max_depth) for comparison."""
+    def gate_value(self, i, h):
+        """s_i of each row of h, the pass-i state: it scales the row's next update. In float32: in
+        bf16 a gate logit above ~6 rounds s to 1.0 and its gradient to 0. A model without gates
+        (PonderLM, random depths) adds each update in full."""
+        if not self.config.gated:
+            return torch.ones(h.shape[:-1], device=h.device)
+        return torch.sigmoid(self.gates[i](h).float().squeeze(-1))
+
+    def goes_on(self, s, may_go_on):
+        """m_{i+1} of the rows that ran pass i: with learned halting a row halts once its gate value
+        is below tau (the LM loss trains the gate through s, not through this comparison); no row
+        goes past its max_passes (may_go_on)."""
+        if self.config.halting == 'learned':
+            return may_go_on & (s >= self.config.halt_threshold)
+        return may_go_on
+
+    def max_passes(self, idx):
+        """The most passes each token may run: K+1, except in the random-depth baseline
+        (halting='fixed'), where these are its depths, drawn at random, and no gate decides."""
         cfg = self.config
-        if self.gates is not None:  # float32: in bf16 a gate logit above ~6 rounds s to 1.0, and its gradient to 0
-            s = torch.sigmoid(self.gates[i](h).float().squeeze(-1))  # (rows,) one scalar per token
-        else:  # a model trained without gates (PonderLM, fixed pruning) adds each update in full
-            s = torch.ones(h.shape[:-1], device=h.device)
-        if cfg.halting not in ('learned', 'none', 'fixed'):
-            raise ValueError(f"unknown halting {cfg.halting!r}; use 'learned', 'none' or 'fixed'")
-        if cfg.halting == 'learned' and self.gates is None:
-            raise ValueError("halting='learned' needs gates: this model was trained without them")
-        go_on = max_depth > i + 1
-        if cfg.halting == 'learned':  # the LM loss trains the gate through s, not through this comparison
-            go_on = go_on & (s >= cfg.halt_threshold)
-        return s, go_on
-
-    def max_depth(self, shape, device):
-        """The most passes each token may run: K+1, except with halting='fixed' (the iso-FLOPs baseline),
-        where each token's depth is drawn at random and the gates do not decide."""
-        if self.config.halting == 'fixed':
-            return self.sample_fixed_depth(shape, device)
-        return torch.full(shape, self.config.n_ponder + 1, device=device)
-
-    def sample_fixed_depth(self, shape, device):
-        """Depths in 1..K+1 with mean fixed_mean_depth: 'uniform' spreads a continuous uniform as wide as
-        the range allows and rounds it at random (mean preserved); 'geometric' continues each pass
-        with one probability c, chosen by bisection to give the mean; 'least_spread' gives each token
-        floor(m) or ceil(m) passes (ceil with probability frac(m)): at an integer mean, a cap on passes."""
-        cfg, n = self.config, self.config.n_ponder + 1
-        m = min(max(cfg.fixed_mean_depth, 1.0), float(n))
-        if cfg.fixed_depth_dist == 'least_spread':
-            return (m + torch.rand(shape, device=device)).floor().long().clamp(1, n)
-        if cfg.fixed_depth_dist == 'uniform':
-            w = min(m - 1, n - m)
-            x = m - w + 2 * w * torch.rand(shape, device=device)
-            return (x.floor() + (torch.rand(shape, device=device) < x.frac())).long().clamp(1, n)
-        if cfg.fixed_depth_dist == 'geometric':
-            lo, hi = 0.0, 1.0
-            for _ in range(50):  # mean depth sum_{j<n} c^j grows with c
-                c = (lo + hi) / 2
-                lo, hi = (c, hi) if sum(c ** j for j in range(n)) < m else (lo, c)
-            depth = torch.ones(shape, dtype=torch.long, device=device)
-            going = torch.ones(shape, dtype=torch.bool, device=device)
-            for _ in range(n - 1):
-                going = going & (torch.rand(shape, device=device) < c)
-                depth += going
-            return depth
-        raise ValueError(f"unknown fixed_depth_dist {cfg.fixed_depth_dist!r}; use 'uniform', 'geometric' or "
-                         "'least_spread'")
+        if cfg.halting == 'fixed':
+            return random_depths(idx.shape, cfg.n_ponder + 1, cfg.fixed_mean_depth,
+                                 cfg.fixed_depth_dist, idx.device)
+        return torch.full(idx.shape, cfg.n_ponder + 1, device=idx.device)
 
     # ---- training forward ----
 
+    def training_context(self, T):
+        """The one rule for which rows forward() computes: only the running ones (RunningRows), so
+        that training pays only for the passes that run; every row (AllRows, static shapes) where
+        no token can halt (halting='none', K = 0: a gather would only copy), under torch.compile (a
+        row count known only at run time recompiles), or when static_shapes is set."""
+        cfg, rotary = self.config, (self.rope_cos, self.rope_sin)
+        dropout = cfg.dropout if self.training else 0.0
+        static = self.static_shapes or cfg.halting == 'none' or cfg.n_ponder == 0
+        if static or torch.compiler.is_compiling():
+            return AllRows(rotary, T, dropout)
+        return RunningRows(rotary, T, dropout)
+
     def forward(self, idx, targets=None, bottom_k_frac=None):
-        """idx, targets: (B, T). bottom_k_frac: this step's share of gates the gate loss pushes down (default
-        config.bottom_k_frac; train.py passes a 0-d tensor so that its schedule never recompiles the model)."""
+        """idx, targets: (B, T). bottom_k_frac: this step's share of gates the gate loss pushes down
+        (default config.bottom_k_frac; train.py passes a 0-d tensor: its schedule never recompiles)
+        """
         T = idx.shape[1]
         if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
-        kv = TrainingKV((self.rope_cos, self.rope_sin), T, self.config.dropout if self.training else 0.0)
-        h, depth, (gates, running_after) = self.ponder(idx, kv)
+            raise ValueError(f"sequence of {T} tokens is longer than block_size "
+                             f"{self.config.block_size}")
+        h, depth, (s_per_pass, running_after) = self.ponder(idx, self.training_context(T))
         logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return PonderOutput(logits, depth)
-        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                             ignore_index=-1)
         k = self.config.bottom_k_frac if bottom_k_frac is None else bottom_k_frac
-        use_gates = self.config.halting == 'learned' and gates  # k = 0 (stage 1) gives a gate loss of 0
-        gate_loss = self.gate_loss(gates, running_after, k) if use_gates else ce.new_zeros(())
-        return PonderOutput(logits, depth, ce + self.config.ponder_lambda * gate_loss, ce, gate_loss)
+        gate_loss = ce.new_zeros(())  # k = 0 (stage 1) gives 0 too, with no recompilation
+        if self.config.halting == 'learned' and s_per_pass:
+            gate_loss = self.gate_loss(s_per_pass, running_after, k)
+        loss = ce + self.config.ponder_lambda * gate_loss
+        return PonderOutput(logits, depth, loss, ce, gate_loss)
 
     @staticmethod
-    def gate_loss(gates, running_after, k):
-        """Mean of the smallest ceil(k * N) gate values among the N entries (batch x token x step) that let
-        their token run another pass: pushes the least useful passes toward halting. Entries of halted
-        tokens, and gates already below tau, are left out: pushing those lower would change nothing, and
-        they would fill the bottom-k set and the loss would fall to ~0 without acting. Static shapes,
-        so it compiles: left-out entries are sorted to the end instead of being removed."""
-        s, live = torch.stack(gates).flatten(), torch.stack(running_after).flatten()
+    def gate_loss(s_per_pass, running_after, k):
+        """Mean of the smallest ceil(k * N) gate values among the N entries (batch x token x step)
+        that let their token run another pass: it pushes the least useful passes toward halting.
+        Halted tokens' entries, and gates already below tau, are left out: pushing those would
+        change nothing, yet they would fill the bottom-k set and the loss would fall to ~0. Static
+        shapes, so it compiles: left-out entries are sorted to the end, not removed."""
+        s, live = torch.stack(s_per_pass).flatten(), torch.stack(running_after).flatten()
         n_keep = torch.ceil(k * live.sum())  # 0 when k = 0 or when no gate let its token go on
-        smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1, so 2.0 sorts last
+        smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1: 2.0 sorts last
         in_bottom_k = torch.arange(len(s), device=s.device) < n_keep
         return (smallest * in_bottom_k).sum() / n_keep.clamp(min=1)
 
@@ -415,16 +494,17 @@ class AdaPonderLM(nn.Module):
         """A KV cache for step(): one per pass, each with every layer."""
         device = self.wte.weight.device
         if dtype is None:
-            dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) \
-                else self.wte.weight.dtype
+            autocast = torch.is_autocast_enabled(device.type)
+            dtype = torch.get_autocast_dtype(device.type) if autocast else self.wte.weight.dtype
         max_len = min(max_len, self.config.block_size)
-        return KVCache(self.config, (self.rope_cos, self.rope_sin), batch_size, max_len, device, dtype)
+        rotary = (self.rope_cos, self.rope_sin)
+        return KVCache(self.config, rotary, batch_size, max_len, device, dtype)
 
     @torch.no_grad()
     def step(self, idx, cache, last_only=False):
-        """Process the next tokens idx (B, T) - a prompt or one new token - through the cache.
-        Same outputs as forward() over the whole sequence, for these T positions (logits of the
-        last one only with last_only: all that sampling needs after a prompt)."""
+        """Process the next tokens idx (B, T) - a prompt or one new token - through the cache. Same
+        outputs as forward() over the whole sequence, for these T positions (logits of the last one
+        only with last_only: all that sampling needs after a prompt)."""
         cache.begin_chunk(idx.shape[1])
         h, depth, _ = self.ponder(idx, cache)
         cache.length += idx.shape[1]
@@ -432,8 +512,8 @@ class AdaPonderLM(nn.Module):
 
     @torch.no_grad()
     def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Continue idx (B, T), yielding each new token (B,) and its depth (B,) - how many passes chose it -
-        as soon as it is chosen. temperature=0 is greedy."""
+        """Continue idx (B, T), yielding each new token (B,) and its depth (B,) - how many passes
+        chose it - as soon as it is chosen. temperature=0 is greedy."""
         B, L = idx.shape[0], self.config.block_size
         cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
         out = self.step(idx[:, -cache.max_len:], cache, last_only=True)
@@ -443,8 +523,8 @@ class AdaPonderLM(nn.Module):
             if j + 1 == max_new_tokens:
                 break
             idx = torch.cat((idx, next_idx), dim=1)
-            if cache.length == cache.max_len:  # context full: restart from its last half (rotary is relative)
-                cache = self.new_cache(B, L)
+            if cache.length == cache.max_len:  # context full: restart from its last half
+                cache = self.new_cache(B, L)  # (rotary position is relative: nothing else moves)
                 out = self.step(idx[:, -(L // 2):], cache, last_only=True)
             else:
                 out = self.step(next_idx, cache)
@@ -454,251 +534,128 @@ class AdaPonderLM(nn.Module):
         tokens, depths = zip(*self.stream(idx, max_new_tokens, temperature, top_k))
         return torch.cat((idx, torch.stack(tokens, 1)), 1), torch.stack(depths, 1)
 
-    # ---- cost accounting and training utilities ----
+    # ---- cost accounting and the optimizer ----
 
     def flops_per_token(self, depth_hist, context=None):
-        """Forward FLOPs per token for a histogram of depths (depth_hist[d-1] = tokens that ran d passes),
-        split by where they go, plus the ratio to the same model at full depth and to one plain pass.
-        context: mean number of keys a query attends to (default block_size, as nanoGPT counts)."""
-        cfg = self.config
-        n_pass, C, V = cfg.n_ponder + 1, cfg.n_embd, cfg.vocab_size
-        context = cfg.block_size if context is None else context
-        block_params = sum(p.numel() for p in self.blocks.parameters())
-        per_pass = dict(blocks=2 * block_params, attention=4 * cfg.n_layer * C * context)
-        gate = 2 * sum(p.numel() for p in self.gates[0].parameters()) if self.gates else 0
-        head = 2 * C * V  # the LM head; the pondering embedding p @ W_in costs the same again
+        """Forward FLOPs per token for a histogram of depths (depth_hist[d-1] = tokens that ran d
+        passes), split by where they go, and the ratio to the same model at full depth and to one
+        plain pass. context: mean keys a query attends to (default block_size, as nanoGPT does)."""
+        cfg, K = self.config, self.config.n_ponder
+        assert len(depth_hist) == K + 1, f"depth_hist needs {K + 1} bins (depths 1..{K + 1})"
+        blocks = 2 * sum(p.numel() for p in self.blocks.parameters())
+        attend = 4 * cfg.n_layer * cfg.n_embd * (cfg.block_size if context is None else context)
+        gate_flops = 2 * sum(p.numel() for p in self.gates[0].parameters()) if self.gates else 0
+        head = 2 * cfg.n_embd * cfg.vocab_size  # the LM head; the pondering embedding as much again
 
-        def cost(d):  # d passes: d backbone passes, d-1 feedbacks (head + embedding), one final head
-            gates = gate * min(d, cfg.n_ponder)
-            return dict(blocks=d * per_pass['blocks'], attention=d * per_pass['attention'],
-                        vocab=(d - 1) * 2 * head + head, gates=gates)
-
-        hist = torch.as_tensor(depth_hist, dtype=torch.float64)
-        assert len(hist) == n_pass, f"depth_hist needs {n_pass} bins (depths 1..{n_pass})"
-        w = hist / hist.sum()
-        out = {key: sum(w[d - 1].item() * cost(d)[key] for d in range(1, n_pass + 1)) for key in cost(1)}
+        def cost(d):  # d passes: d backbone passes, d-1 feedbacks (head + embedding), a last head
+            return dict(blocks=d * blocks, attention=d * attend, vocab=(2 * d - 1) * head,
+                        gates=gate_flops * min(d, K))
+        w = [n / sum(depth_hist) for n in depth_hist]  # w[d-1]: share of tokens that ran d passes
+        out = {key: sum(w[d - 1] * cost(d)[key] for d in range(1, K + 2)) for key in cost(1)}
         out['total'] = sum(out.values())
-        out['vs_full_depth'] = out['total'] / sum(cost(n_pass).values())
-        out['vs_one_pass'] = out['total'] / (per_pass['blocks'] + per_pass['attention'] + head)
-        out['mean_depth'] = sum(w[d - 1].item() * d for d in range(1, n_pass + 1))
+        out['vs_full_depth'] = out['total'] / sum(cost(K + 1).values())
+        out['vs_one_pass'] = out['total'] / (blocks + attend + head)
+        out['mean_depth'] = sum(w[d - 1] * d for d in range(1, K + 2))
         return out
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, gate_lr_mult=1.0):
-        """AdamW with weight decay on matrices (and embeddings) only, not on biases and LayerNorms. Each group
-        carries an lr_mult for train.py's schedule: the gates may learn faster than the rest (gate_lr_mult), as
-        new gates on a pretrained backbone must."""
-        groups = []
-        for gates, lr_mult in ((False, 1.0), (True, gate_lr_mult)):
-            params = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith('gates.') == gates]
-            groups += [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay, lr_mult=lr_mult),
-                       dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0, lr_mult=lr_mult)]
-        fused = device_type == 'cuda'  # the fused kernel is faster where it exists
-        return torch.optim.AdamW([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=fused)
+    def training_flops_per_token(self, depth_hist=None):
+        """Forward + backward = 3x the forward, at the depths the tokens ran (default: full depth,
+        what a step with static shapes computes)."""
+        return 3 * self.flops_per_token(depth_hist or [0] * self.config.n_ponder + [1])['total']
 
-    @torch.no_grad()
-    def score(self, data, batch_size=16, max_tokens=None, progress=False):
-        """Per-token NLL, depth and whether the most likely token was right, over a 1-D token array (e.g. a
-        val split), in non-overlapping windows of block_size. Returns (nll, depth, targets, correct), 1-D and
-        aligned: entry j scores the prediction of targets[j] (so a per-target label, like the toy difficulty
-        class, indexes them directly)."""
-        L, device = self.config.block_size, self.wte.weight.device
-        n_win = (min(len(data), max_tokens or len(data)) - 1) // L
-        windows = torch.as_tensor(data[:n_win * L + 1].astype('int64'))
-        nll, depth, correct = [], [], []
-        for start in tqdm(range(0, n_win, batch_size), disable=not progress, desc='scoring'):
-            rows = range(start, min(start + batch_size, n_win))
-            x = torch.stack([windows[r * L:(r + 1) * L] for r in rows]).to(device)
-            y = torch.stack([windows[r * L + 1:(r + 1) * L + 1] for r in rows]).to(device)
-            out = self(x)
-            nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), reduction='none').cpu())
-            depth.append(out.depth.flatten().cpu())
-            correct.append((out.logits.argmax(-1) == y).flatten().cpu())
-        return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1], torch.cat(correct)
-
-    def training_flops_per_token(self):
-        """Training runs every pass densely: forward + backward = 3x the full-depth forward."""
-        full = [0] * self.config.n_ponder + [1]
-        return 3 * self.flops_per_token(full)['total']
-
-    # ---- starting from a pretrained GPT-NeoX (Pythia) model ----
-
-    @classmethod
-    def from_pretrained(cls, name_or_path, **config_overrides):
-        """A GPT-NeoX checkpoint as an AdaPonderLM: a Pythia ('pythia-70m'), a PonderLM (the official
-        'zeng123/PonderingPythia-1.4B') or any model-hub id (downloaded once), or a local directory. The
-        architecture comes from its config.json, a PonderLM's pondering too (K and its embedding scales);
-        the overrides set the other knobs (and may lower block_size). The gates are new. With n_ponder=0
-        (Pythia) or halting='none' (PonderLM) this computes the original model's logits."""
-        hf, weights, path = read_neox_checkpoint(name_or_path)
-        arch = neox_architecture(hf, path)
-        for key, value in config_overrides.items():
-            if not hasattr(AdaPonderConfig, key):
-                raise ValueError(f"unknown config field {key!r}")
-            if key in arch and value != arch[key] and not (key == 'block_size' and value <= arch[key]):
-                raise ValueError(f"{key}={value} conflicts with the checkpoint's {arch[key]}; the architecture "
-                                 "comes from config.json (block_size may only be lowered)")
-        model = cls(AdaPonderConfig(**{**arch, **config_overrides}))
-        renames = [('wte', 'gpt_neox.embed_in'), ('blocks', 'gpt_neox.layers'), ('lm_head', 'embed_out'),
-                   ('ln_f', 'gpt_neox.final_layer_norm'), ('ln_1', 'input_layernorm'),
-                   ('ln_2', 'post_attention_layernorm'), ('mlp.fc', 'mlp.dense_h_to_4h'),
-                   ('mlp.proj', 'mlp.dense_4h_to_h'), ('attn.proj', 'attention.dense'),
-                   ('attn.qkv', 'attention.query_key_value')]  # the same fused layout: heads outermost, then q k v
-        for name, p in model.state_dict().items():  # tensors that share storage with the parameters
-            if name.startswith('gates.'):  # new in AdaPonderLM: they keep their init
-                continue
-            theirs = name
-            for our_part, their_part in renames:
-                theirs = theirs.replace(our_part, their_part)
-            if theirs not in weights or weights[theirs].shape != p.shape:
-                found = tuple(weights[theirs].shape) if theirs in weights else 'nothing'
-                raise ValueError(f"{path}: {theirs} should have shape {tuple(p.shape)}, found {found}")
-            p.copy_(weights.pop(theirs))  # and cast: Pythia ships float16
-        # what may remain: buffers we rebuild (causal masks, rotary tables) and PonderLM's `adapter`, a layer
-        # its model declares and its forward never uses; anything else would be lost
-        unused = ('attention.bias', 'masked_bias', 'inv_freq', 'adapter.weight')
-        if left := [k for k in weights if not k.endswith(unused)]:
-            raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
-        return model
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, gate_lr_mult=1):
+        """AdamW, weight decay on matrices (and embeddings) only. Each group carries an lr_mult for
+        train.py's schedule: gates may learn faster (new gates on a pretrained backbone must)."""
+        groups = {}  # (decays, is a gate): its parameters, in the order checkpoints have them
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((p.dim() >= 2, name.startswith('gates.')), []).append(p)
+        groups = [dict(params=params, weight_decay=weight_decay if decays else 0.0,
+                       lr_mult=gate_lr_mult if is_gate else 1.0)
+                  for (decays, is_gate), params in groups.items()]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == 'cuda')
 
 
-def neox_architecture(hf, path):
-    """The AdaPonderConfig fields a GPT-NeoX config.json fixes: the shape, and for a PonderLM its pondering."""
-    try:
-        arch = dict(vocab_size=hf['vocab_size'], block_size=hf['max_position_embeddings'], bias=True,
-                    n_layer=hf['num_hidden_layers'], n_head=hf['num_attention_heads'], n_embd=hf['hidden_size'],
-                    layer_norm_eps=hf.get('layer_norm_eps', 1e-5),
-                    parallel_residual=hf.get('use_parallel_residual', True),
-                    rotary_pct=hf.get('partial_rotary_factor', hf.get('rotary_pct', 0.25)),  # newer, older name
-                    rotary_base=hf.get('rope_theta', hf.get('rotary_emb_base', 10000)))
-    except KeyError as e:
-        raise ValueError(f"{path}/config.json lacks {e}; it is not a GPT-NeoX config") from None
-    pythia = dict(hidden_act='gelu', intermediate_size=4 * arch['n_embd'], tie_word_embeddings=False,
-                  attention_bias=True, rope_type='default', rope_scaling=None)  # what our blocks compute
-    if unlike := [f'{k}={hf[k]!r}' for k, v in pythia.items() if hf.get(k, v) != v]:
-        raise ValueError(f"{path} has {', '.join(unlike)}; only GPT-NeoX models built like Pythia import")
-    if hf.get('ponderinglm'):  # the official PonderLM code: K pondering steps, E_0 and W_in scaled by sqrt(d)
-        K, dtype = hf['pondering_steps'], getattr(torch, hf.get('torch_dtype') or 'float32', torch.float32)
-        # it computes sqrt(d) in the weights' dtype (45.25 for d = 2048 in bfloat16): take the value it trained with
-        root_d = torch.tensor(arch['n_embd'], dtype=dtype).sqrt().item() if hf.get('scale_embeds') else 1.0
-        arch.update(n_ponder=K, embed_scale=root_d, first_embed_mult=K if hf.get('mutiply_pondering_steps') else 1)
-    return arch
+# -----------------------------------------------------------------------------
+# The baseline: random depths with a set mean (the paper's fixed pruning, at equal compute)
+
+
+def random_depths(shape, n_pass, mean, dist, device):
+    """Depths in 1..n_pass with mean `mean` (at most n_pass): 'uniform' spreads a continuous uniform
+    as wide as the range allows and rounds it at random; 'geometric' goes on after each pass with
+    one probability c, found by bisection; 'least_spread' gives each token floor(mean) or
+    ceil(mean) passes, ceil with probability frac(mean): at a whole number, a cap on passes."""
+    m = min(max(mean, 1.0), float(n_pass))
+    if dist == 'least_spread':
+        return (m + torch.rand(shape, device=device)).floor().long().clamp(1, n_pass)
+    if dist == 'uniform':
+        w = min(m - 1, n_pass - m)
+        x = m - w + 2 * w * torch.rand(shape, device=device)
+        return (x.floor() + (torch.rand(shape, device=device) < x.frac())).long().clamp(1, n_pass)
+    lo, hi = 0.0, 1.0  # geometric: the mean depth sum_{j<n} c^j grows with c
+    for _ in range(50):
+        c = (lo + hi) / 2
+        lo, hi = (c, hi) if sum(c ** j for j in range(n_pass)) < m else (lo, c)
+    depth, going = torch.ones(shape, dtype=torch.long, device=device), True
+    for _ in range(n_pass - 1):
+        going = going & (torch.rand(shape, device=device) < c)
+        depth += going
+    return depth
+
+
+# -----------------------------------------------------------------------------
+# Sampling, the device
 
 
 def depth_histogram(depth, n_pass):
-    """Tokens that ran 1, 2, ..., n_pass passes, from a tensor of depths: the form flops_per_token takes."""
+    """Tokens that ran 1, 2, ..., n_pass passes: the form flops_per_token takes."""
     return torch.bincount(depth.flatten().cpu() - 1, minlength=n_pass).tolist()
 
 
-def save_checkpoint(path, model, **extra):
-    """Save the plain weights (no torch.compile or DDP prefix) and config, atomically: a crash in the
-    middle of a save leaves the previous checkpoint whole."""
-    raw = getattr(model, '_orig_mod', model)  # torch.compile wraps the module
-    raw = getattr(raw, 'module', raw)  # so does DDP
-    tmp = f'{path}.tmp'
-    torch.save(dict(model=raw.state_dict(), model_args=asdict(raw.config), **extra), tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, device='cpu', **config_overrides):
-    """Load a checkpoint without running any code from it (weights_only). Returns (model, checkpoint)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one first (python train.py) or fix out_dir")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        model = AdaPonderLM(AdaPonderConfig(**ckpt['model_args']))
-        model.load_state_dict(ckpt['model'])
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [''])[0]
-        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: {first_line}); "
-                         "delete it and train again") from None
-    for key, value in config_overrides.items():  # inference-time knobs: halting, halt_threshold, n_ponder...
-        if not hasattr(model.config, key):
-            raise ValueError(f"unknown config field {key!r}")
-        setattr(model.config, key, value)
-    if model.config.n_ponder > ckpt['model_args']['n_ponder']:
-        raise ValueError(f"n_ponder can only be lowered at inference (a cap on passes); "
-                         f"this model was trained with {ckpt['model_args']['n_ponder']}")
-    return model.to(device), ckpt
-
-
-def read_neox_checkpoint(name_or_path):
-    """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a model-hub
-    id ('EleutherAI/pythia-70m', or just 'pythia-70m') through huggingface_hub's cache. The weights are
-    transformers' files: model.safetensors or pytorch_model.bin, one file or shards."""
-    path = str(name_or_path)
-    if not os.path.isdir(path):
-        path = download_checkpoint(f'EleutherAI/{path}' if path.startswith('pythia-') else path)
-    config, files = os.path.join(path, 'config.json'), weight_files(path)
-    if not os.path.isfile(config) or not files:
-        raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin, or their "
-                                "shards (as transformers' save_pretrained writes them)")
-    with open(config) as f:
-        hf = json.load(f)
-    hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
-    weights = {}
-    for file in files:
-        weights.update(read_weights(file))
-    return hf, weights, path
-
-
-def weight_kinds():
-    """transformers' weight files, one file or shards, in the order they are looked for: safetensors first (last
-    without the safetensors package), then PyTorch's .bin."""
-    kinds = ['model*.safetensors', 'pytorch_model*.bin']
-    return kinds if importlib.util.find_spec('safetensors') else kinds[::-1]
-
-
-def weight_files(path):
-    """The weight files in a directory, all shards of the first kind there (so no index is needed)."""
-    for kind in weight_kinds():
-        if files := sorted(glob.glob(os.path.join(glob.escape(path), kind))):
-            return files
-    return []
-
-
-def read_weights(file):
-    if file.endswith('.safetensors'):
-        if importlib.util.find_spec('safetensors') is None:
-            raise ValueError(f"reading {file} needs the safetensors package: pip install safetensors")
-        from safetensors.torch import load_file
-        return load_file(file)
-    return torch.load(file, map_location='cpu', weights_only=True)
-
-
-def download_checkpoint(hub_id):
-    """The directory of config.json and one kind of weights of a model-hub checkpoint in the Hugging Face cache,
-    downloaded once by huggingface_hub (so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)."""
-    if hub_id.count('/') != 1:
-        raise ValueError(f"{hub_id!r} is neither a directory nor a model-hub id; pass a checkpoint directory, "
-                         "an id like EleutherAI/pythia-70m or zeng123/PonderingPythia-1.4B, or pythia-70m")
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import RepositoryNotFoundError  # where older versions have it too
-    except ImportError:
-        raise ValueError(f"{hub_id} is not a directory; downloading it needs huggingface_hub: "
-                         "pip install huggingface_hub") from None
-    try:
-        for kind in weight_kinds():  # the first kind the hub has
-            path = snapshot_download(hub_id, allow_patterns=['config.json', kind])
-            if weight_files(path):
-                return path
-    except RepositoryNotFoundError:  # also gated and private repositories without a token
-        raise ValueError(f"{hub_id} is not on the model hub, or it is gated or private; check the id, or set "
-                         "HF_TOKEN to a token that has access") from None
-    except OSError as e:  # offline, or the hub unreachable, with nothing cached
-        first_line = (str(e).strip().splitlines() or [''])[0]
-        raise ValueError(f"could not download {hub_id} from the model hub ({type(e).__name__}: {first_line}); "
-                         "check your connection and HF_ENDPOINT, or pass a local directory") from None
-    raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; download it "
-                     "yourself and pass the directory")
-
-
 def sample_next(logits, temperature, top_k):
-    """Next token (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k sampling."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    """Next token (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k."""
+    if temperature < 1e-6:  # as good as greedy (a logit gap of 1e-4 is a factor e^100), and logits
+        return logits.argmax(dim=-1, keepdim=True)  # divided by a tinier one can overflow float32
+    logits = logits.float() / temperature
     if top_k is not None:
         v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
         logits = logits.masked_fill(logits < v[:, [-1]], -float('inf'))
-    return torch.multinomial(F.softmax(logits.float(), dim=-1), num_samples=1)
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+
+
+def pick_device(device='auto', dtype='auto'):
+    """(device, dtype name, autocast context), one set-up for every script. 'auto': cuda > mps >
+    cpu, and bfloat16 where the GPU has it (float16 on older GPUs: train.py adds a GradScaler),
+    else float32. Weights stay float32; matmuls run in the lower precision inside the context."""
+    available = dict(cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available(),
+                     cpu=True)
+    device = next(kind for kind, ok in available.items() if ok) if device == 'auto' else device
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps") from None
+    if not available.get(kind, True):
+        raise ValueError(f"device {device} is not available on this machine; pass --device=cpu")
+    if dtype == 'auto':
+        dtype = 'bfloat16' if kind == 'cuda' and torch.cuda.is_bf16_supported() else \
+            'float16' if kind == 'cuda' else 'float32'
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    if kind == 'cuda':  # tf32 matmuls and convolutions on Ampere and later
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
+    return device, dtype, ctx
+
+
+PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks, matched against the device name: for MFU
+    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
+    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
+}
+
+
+def device_peak_flops(device):
+    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, others)."""
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)

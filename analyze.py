@@ -20,8 +20,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from adaponder import depth_histogram, load_checkpoint
-from configurator import configure, die, load_tokenizer, pick_device
+from adaponder import depth_histogram, pick_device
+from configurator import check, configure, die
+from data.tokenizer import load_tokenizer
+from pretrained import load_checkpoint
 
 # -----------------------------------------------------------------------------
 mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start` |
@@ -29,7 +31,7 @@ mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pas
 out_dir = 'out-toy'  # the checkpoint: out_dir/ckpt.pt, or the path of a .pt file
 data_dir = 'data'  # the checkpoint's dataset lives in data_dir/<dataset>/
 split = 'val'  # score <split>.bin
-max_tokens = 65536  # score at most this many tokens of it
+max_tokens = 16384  # score at most this many tokens of it (16k: minutes on a CPU; 4x the tokens, 4x the time)
 batch_size = 16  # windows of block_size tokens per forward
 compare_ckpts = ''  # comma-separated checkpoints of the same dataset, e.g. out-none,out-vanilla
 plot = ''  # also draw loss against passes over the dial into this file, e.g. dial.png (needs matplotlib)
@@ -42,12 +44,18 @@ dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
 
 def load(where, like=None):
     """(model in eval mode, checkpoint, path) of out_dir/ckpt.pt or a .pt path; `like`: the model it will be
-    paired with, token by token, so it must score the same tokens in the same windows."""
+    paired with, token by token, so it must score the same tokens in the same windows (and then `where` is an
+    entry of compare_ckpts, which an error names)."""
     path = where if where.endswith('.pt') else os.path.join(where, 'ckpt.pt')
     try:
         model, ckpt = load_checkpoint(path, device)
-    except (FileNotFoundError, ValueError) as e:
+    except FileNotFoundError as e:
+        if like:
+            die(f"compare_ckpts: no checkpoint at {path}; train it first (python train.py --out_dir={where}, with the "
+                "flags of the model to compare, e.g. --halting=none) or fix compare_ckpts")
         die(e)
+    except ValueError as e:
+        die(f"compare_ckpts: {e}" if like else e)
     if not ckpt.get('dataset'):
         die(f"{path} does not name its dataset; save it with save_checkpoint(..., dataset=NAME)")
     if like and (ckpt['dataset'], model.config.block_size) != like:
@@ -75,19 +83,39 @@ def load_split(dataset, block_size):
 
 @contextmanager
 def knobs(model, **changes):
-    """Set inference-time knobs of model.config (halting, halt_threshold, n_ponder...), restore them after."""
-    saved = {key: getattr(model.config, key) for key in changes}
-    model.config.__dict__.update(changes)
+    """model.set_inference(**changes) for the block inside the with, the previous settings back after it."""
+    saved = model.set_inference(**changes)
     try:
         yield
     finally:
-        model.config.__dict__.update(saved)
+        model.set_inference(**saved)
+
+
+@torch.no_grad()
+def score(model, data, batch_size=16, max_tokens=None, progress=False):
+    """Per-token NLL, depth and whether the most likely token was right, over a 1-D token array (e.g. a val
+    split), in non-overlapping windows of block_size. Returns (nll, depth, targets, correct), 1-D and aligned:
+    entry j scores the prediction of targets[j] (so a per-target label, like the toy difficulty class, indexes
+    them directly)."""
+    L, device = model.config.block_size, model.wte.weight.device
+    n_win = (min(len(data), max_tokens or len(data)) - 1) // L
+    windows = torch.as_tensor(data[:n_win * L + 1].astype('int64'))
+    nll, depth, correct = [], [], []
+    for start in tqdm(range(0, n_win, batch_size), disable=not progress, desc='scoring'):
+        rows = range(start, min(start + batch_size, n_win))
+        x = torch.stack([windows[r * L:(r + 1) * L] for r in rows]).to(device)
+        y = torch.stack([windows[r * L + 1:(r + 1) * L + 1] for r in rows]).to(device)
+        out = model(x)
+        nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), reduction='none').cpu())
+        depth.append(out.depth.flatten().cpu())
+        correct.append((out.logits.argmax(-1) == y).flatten().cpu())
+    return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1], torch.cat(correct)
 
 
 def evaluate(model, data, progress=False):
     """Per-token NLL and depth of the model as its knobs stand now, their means and FLOPs per token."""
     torch.manual_seed(seed)  # the random depths of halting='fixed' come from torch's RNG
-    nll, depth, targets, correct = model.score(data, batch_size, max_tokens, progress)
+    nll, depth, targets, correct = score(model, data, batch_size, max_tokens, progress)
     hist = depth_histogram(depth, model.config.n_ponder + 1)
     return dict(nll=nll, depth=depth, targets=targets, correct=correct, hist=hist, loss=nll.mean().item(),
                 passes=depth.float().mean().item(), flops=model.flops_per_token(hist)['total'])
@@ -225,24 +253,36 @@ def dial_row(run, full_flops, window):
 def compare(others, base, data, full_flops):
     """Table 3: other checkpoints on the same tokens, paired against this one as trained."""
     rows, points = [], []
-    for model, _, path in tqdm(others, desc='checkpoints', leave=False):
+    for model, ckpt, path in tqdm(others, desc='checkpoints', leave=False):
         ev = evaluate(model, data)
         delta, se = paired_delta(ev['nll'], base['nll'], model.config.block_size)
         rows.append(dict(ckpt=path, halting=model.config.halting, K=model.config.n_ponder,
                          passes=f"{ev['passes']:.2f}", flops_vs_full=f"{ev['flops'] / full_flops:.3f}",
                          loss=f"{ev['loss']:.4f}", delta=f'{delta:+.4f}', se=f'{se:.4f}'))
-        points.append((f'{path} ({model.config.halting}, K={model.config.n_ponder})', ev))
+        points.append((describe(model, ckpt) + ', as trained', ev))
     print_table('compare', rows)
     return points
 
 
+def describe(model, ckpt):
+    """A checkpoint as its contents say, not its folder's name: the kind of model, its shape, the gate-loss weight
+    and seed it was trained with, the step it was saved at."""
+    cfg, trained = model.config, ckpt.get('config') or {}
+    kind = ('plain model' if cfg.n_ponder == 0 else 'PonderLM' if cfg.halting == 'none' else
+            'AdaPonderLM' if cfg.halting == 'learned' else 'trained with random depths')
+    parts = [f'{cfg.n_layer} x {cfg.n_embd}', f'K={cfg.n_ponder}']
+    parts += [f'gate-loss weight {cfg.ponder_lambda:g}'] if cfg.halting == 'learned' and cfg.n_ponder else []
+    parts += [f"seed {trained['seed']}"] if 'seed' in trained else []
+    parts += [f"step {ckpt['iter_num']}"] if 'iter_num' in ckpt else []
+    return f"{kind} ({', '.join(parts)})"
+
+
 def plot_dial(runs, points, trained, title, file):
     """Loss against mean passes: the four curves over the dial (solid: tau, dotted: the cap), checkpoints."""
-    import matplotlib
-    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched (a notebook keeps its own)
     from matplotlib.lines import Line2D
-    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    fig = Figure(figsize=(9.5, 4.5))
+    ax = fig.subplots()
     curves = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
                   geometric=('C2', 'random depths, geometric'),
                   least_spread=('C3', 'random depths, least spread:\nfloor or ceil of the mean (a cap)'))
@@ -255,7 +295,7 @@ def plot_dial(runs, points, trained, title, file):
     for (label, ev), marker in zip(points, '*Dsv^P'):
         ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9, label=label)
     handles = [Line2D([], [], color=c, marker='o', label=label) for c, label in curves.values()] + [
-        Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 0.9'),
+        Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 1'),
         Line2D([], [], color='grey', marker='o', mfc='white', ls=':', label='cap on passes, trained tau')]
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False,
               loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the axes: the curves stay visible
@@ -263,13 +303,15 @@ def plot_dial(runs, points, trained, title, file):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(file, dpi=150)
-    plt.close(fig)
     print(f"wrote {file}")
 
 
 def analyze(model, ckpt, path):
     cfg, dataset = model.config, ckpt['dataset']
     data, labels, classes = load_split(dataset, cfg.block_size)
+    if (top := int(data[:max_tokens].max())) >= cfg.vocab_size:  # an id the model has no row for: not a crash inside
+        die(f"{data_dir}/{dataset}/{split}.bin holds token id {top}, outside the model's vocabulary of "
+            f"{cfg.vocab_size}; it was prepared with another tokenizer: prepare the dataset again or fix data_dir")
     others = [load(where, like=(dataset, cfg.block_size)) for where in compare_ckpts.split(',') if where]
     full_flops = model.flops_per_token([0] * cfg.n_ponder + [1])['total']  # as trained, at full depth
     print(f"analyze ckpt={path} dataset={dataset} split={split} halting={cfg.halting} K={cfg.n_ponder} "
@@ -292,7 +334,7 @@ def analyze(model, ckpt, path):
         print("\n== 3. other checkpoints; delta: their loss minus this one's as trained, paired ==")
         points = compare(others, base, data, full_flops)
     if plot:
-        title = f"{path} on {dataset} ({split}, {len(base['nll'])} tokens)"
+        title = f"{describe(model, ckpt)}\non {dataset}, {split}: {len(base['nll']):,} tokens"
         plot_dial(runs, points, dict(tau=cfg.halt_threshold, cap=cfg.n_ponder), title, plot)
 
 # -----------------------------------------------------------------------------
@@ -313,10 +355,13 @@ def logit_lens(model, idx):
 
 
 def lens(model, ckpt, path):
-    encode, decode = load_tokenizer(data_dir, ckpt, model.config.vocab_size)
     if not start:
         die("the prompt is empty; pass --start=TEXT")
-    ids = encode(start)[-model.config.block_size:]  # the last block_size tokens of a long prompt
+    try:  # a missing or mismatched vocabulary, characters it lacks
+        encode, decode = load_tokenizer(data_dir, ckpt, model.config.vocab_size)
+        ids = encode(start)[-model.config.block_size:]  # the last block_size tokens of a long prompt
+    except ValueError as e:
+        die(e)
     per_pass, depth = logit_lens(model, torch.tensor([ids], device=model.wte.weight.device))
 
     def show(i):  # quoted, with spaces made visible: each cell stays one greppable word
@@ -338,15 +383,24 @@ def lens(model, ckpt, path):
 def curves(path, file):
     """Loss, mean passes and the bottom-k fraction k against the step: passes fall as the gate loss's k ramps up."""
     try:
-        with open(path) as f:
-            rows = [json.loads(line) for line in f]
-    except (OSError, ValueError) as e:
+        with open(path, errors='replace') as f:
+            lines = f.readlines()
+    except OSError as e:
         die(f"cannot read {path} ({type(e).__name__}: {e}); train.py writes it into its out_dir")
+
+    def parse(line):  # a garbled line, or one a crash cut short, is skipped: the rest still draws
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return None
+        return row if isinstance(row, dict) and {'kind', 'step'} <= set(row) else None
+    rows = [row for row in map(parse, lines) if row is not None]
+    if len(rows) < len(lines):
+        print(f"skipped {len(lines) - len(rows)} unreadable line(s) of {path}")
     iters, evals = ([row for row in rows if row['kind'] == kind] for kind in ('iter', 'eval'))
-    import matplotlib
-    matplotlib.use('Agg')  # draw into a file, no window: works on servers too
-    import matplotlib.pyplot as plt
-    fig, (loss, passes, k) = plt.subplots(3, 1, sharex=True, figsize=(8, 7), height_ratios=(3, 3, 1.5))
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched (a notebook keeps its own)
+    fig = Figure(figsize=(8, 7))
+    loss, passes, k = fig.subplots(3, 1, sharex=True, height_ratios=(3, 3, 1.5))
 
     def draw(ax, rows, key, *style, **kwargs):
         ax.plot([row['step'] for row in rows], [row[key] for row in rows], *style, **kwargs)
@@ -366,7 +420,6 @@ def curves(path, file):
         ax.legend(frameon=False, loc='upper right')
     fig.tight_layout()
     fig.savefig(file, dpi=150)
-    plt.close(fig)
     print(f"wrote {file}")
 
 # -----------------------------------------------------------------------------
@@ -375,9 +428,9 @@ def curves(path, file):
 def main(argv=None):
     global device
     configure(globals(), argv)
-    if mode not in ('analyze', 'lens', 'curves') or min(batch_size, max_tokens) < 1:
-        die(f"mode={mode!r} must be analyze, lens or curves, batch_size={batch_size} and max_tokens={max_tokens} "
-            "at least 1; fix the setting")
+    if mode not in ('analyze', 'lens', 'curves'):
+        die(f"mode={mode!r} must be analyze, lens or curves; fix the setting")
+    check(globals(), batch_size='integer [1, inf)', max_tokens='integer [1, inf)')
     if mode == 'curves' and not plot:
         die("mode=curves draws a picture; pass its file, e.g. --plot=curves.png")
     if plot and mode != 'lens':  # now, not after minutes of scoring
@@ -387,9 +440,17 @@ def main(argv=None):
             die("plot= draws with matplotlib, which is not installed; pip install matplotlib")
         if not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
             die(f"plot={plot}: its folder does not exist; create it or write the plot elsewhere")
+        if not plot.lower().endswith(kinds := ('.png', '.svg', '.pdf', '.jpg', '.jpeg', '.webp')):  # nor over ckpt.pt
+            die(f"plot={plot} is not a file name ending in {', '.join(kinds)}; pass e.g. --plot=dial.png")
+        if os.path.isdir(plot) or not os.access(os.path.dirname(os.path.abspath(plot)), os.W_OK):
+            die(f"plot={plot}: {'it is a folder' if os.path.isdir(plot) else 'its folder is read-only'}; pass a "
+                "file in a folder you can write")
     if mode == 'curves':  # train.py's numbers: no model to load
         return curves(os.path.join(out_dir, 'metrics.jsonl'), plot)
-    device, _, ctx = pick_device(device, dtype)
+    try:
+        device, _, ctx = pick_device(device, dtype)
+    except ValueError as e:
+        die(e)
     model, ckpt, path = load(out_dir)
     with ctx:
         (analyze if mode == 'analyze' else lens)(model, ckpt, path)

@@ -1,26 +1,20 @@
 """
-The one way every script (train.py, sample.py, analyze.py, bench.py) takes its settings, after nanoGPT's
-configurator: a script's settings are its plain global variables, and
+The one way every script (train.py, sample.py, analyze.py, bench.py, downstream.py) takes its settings, after
+nanoGPT's configurator: a script's settings are its plain global variables, and
 
     python train.py config/shakespeare_char.py --batch_size=32 --compile=False
 
 runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
 a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
-a bare --flag sets a boolean setting to True.
-Also here, so that every script sets up a run the same way: the device and mixed-precision context (and the
-device's peak FLOP/s, for MFU), the dataset's tokenizer (load_tokenizer) and die(), the one-line error for bad input.
+`--key value` works too, and a bare --flag sets a boolean setting to True. --help lists the settings with
+their defaults. check() tests the numbers a script cannot use (out of range, NaN) once, as a run starts, and
+die() is the one-line error for bad input.
 """
 import ast
 import difflib
-import itertools
-import json
 import os
 import sys
 import types
-from contextlib import nullcontext
-from pathlib import Path
-
-import torch
 
 
 def die(message):
@@ -31,9 +25,11 @@ def die(message):
 def configure(settings, argv=None):
     """Override settings (a script's globals()) from config files and --key=value arguments (default:
     sys.argv[1:]). Only keys the script defines can be set, each keeping its type (an int is a float too;
-    a setting whose default is None takes any value). Returns the keys that were set."""
-    keys = {k for k, v in settings.items() if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
-    explicit = set()
+    a setting whose default is None takes any value). Prints the settings changed; returns their keys."""
+    keys = [k for k, v in settings.items() if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))]
+    args, explicit = list(sys.argv[1:] if argv is None else argv), {}
+    if '--help' in args or '-h' in args:
+        print_help(settings, keys)
 
     def set_one(key, value, source):
         if key not in keys:
@@ -44,10 +40,10 @@ def configure(settings, argv=None):
             (type(default) is float and type(value) is int)
         if not same_kind:
             die(f"{key} must be {type(default).__name__}, got {value!r} (from {source}); e.g. --{key}={default!r}")
-        settings[key] = float(value) if type(default) is float and type(value) is int else value
-        explicit.add(key)
+        settings[key] = explicit[key] = float(value) if type(default) is float and type(value) is int else value
 
-    for arg in sys.argv[1:] if argv is None else argv:
+    while args:
+        arg = args.pop(0)
         if not arg.startswith('--'):  # a config file
             if not os.path.isfile(arg):
                 die(f"config file {arg} not found; pass a file like config/toy.py or a --key=value setting")
@@ -61,7 +57,11 @@ def configure(settings, argv=None):
                     set_one(key, value, arg)
             continue
         key, has_value, text = arg[2:].partition('=')
-        if not has_value and not isinstance(settings.get(key), bool):  # a bare --flag turns a bool setting on
+        flag = isinstance(settings.get(key), bool)
+        if not has_value and args and not args[0].startswith('--') and (not flag or args[0] in ('True', 'False')):
+            text = args.pop(0)  # --key value
+            has_value, arg = True, f'{arg} {text}'
+        if not has_value and not flag:  # a bare --flag turns a bool setting on
             die(f"setting {arg} has no value; write --{key}=VALUE")
         text = text if has_value else 'True'
         try:
@@ -71,80 +71,41 @@ def configure(settings, argv=None):
         if isinstance(settings.get(key), str) and not isinstance(value, str):
             value = text  # a string setting keeps what was typed: --start=123 is the prompt "123"
         set_one(key, value, arg)
-    return explicit
+    if explicit and os.environ.get('RANK', '0') == '0':  # under torchrun, once
+        print('settings overridden: ' + ' '.join(f'{k}={shown(v)}' for k, v in explicit.items()))
+    return set(explicit)
 
 
-def pick_device(device='auto', dtype='auto'):
-    """(device, dtype name, autocast context) for the scripts. device 'auto': cuda > mps > cpu. dtype 'auto':
-    bfloat16 where the GPU has it, float16 on older GPUs (train.py adds a GradScaler), else float32. Weights
-    stay float32; matmuls run in the lower precision inside the returned autocast context."""
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        die(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps")
-    if not dict(cuda=torch.cuda.is_available, mps=torch.backends.mps.is_available).get(kind, lambda: True)():
-        die(f"device {device} is not available on this machine; pass --device=cpu")
-    if dtype == 'auto':
-        dtype = 'float32' if kind != 'cuda' else 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        die(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    if kind == 'cuda':  # tf32 matmuls and convolutions on Ampere and later
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, dtype=getattr(torch, dtype))
-    return device, dtype, ctx
+def shown(value):
+    """A setting's value as it would be typed after --key=."""
+    return value if isinstance(value, str) and value.split() == [value] else repr(value)
 
 
-def load_tokenizer(data_dir, ckpt, vocab_size):
-    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from data_dir/<dataset>/meta.json:
-    a character table ('itos', 'stoi'), GPT-2 BPE ('encoding': 'gpt2') or Pythia's GPT-NeoX BPE ('encoding':
-    'neox', the file meta['tokenizer_json']). Padding ids past the tokenizer's vocabulary decode as '\ufffd'."""
-    path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
-    if not os.path.isfile(path) and vocab_size < 50257:  # as nanoGPT: a GPT-2-sized model without one: GPT-2 BPE
-        die(f"no {path}, the vocabulary of this checkpoint's dataset; prepare the dataset or pass --data_dir")
-    meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else dict(encoding='gpt2')
-    try:  # not installed, offline without tiktoken's cached files, no tokenizer.json: one clear line
-        if 'itos' in meta:
-            itos, stoi = meta['itos'], meta['stoi']
-            n_vocab, decode_known = len(itos), lambda ids: ''.join(itos[i] for i in ids)
-
-            def encode(text):
-                if unknown := sorted(set(text) - set(stoi)):  # a clear error, not a KeyError
-                    die(f"the prompt has characters not in the vocabulary: {', '.join(map(repr, unknown))}; "
-                        f"use only these: {''.join(itos)!r}")
-                return [stoi[c] for c in text]
-        elif meta.get('encoding') == 'gpt2':
-            import tiktoken
-            enc = tiktoken.get_encoding('gpt2')
-            n_vocab, decode_known, encode = enc.n_vocab, enc.decode, lambda s: enc.encode(s, allowed_special='all')
-        else:  # 'neox'
-            from tokenizers import Tokenizer
-            tok = Tokenizer.from_file(meta['tokenizer_json'])
-            n_vocab, encode, decode_known = (tok.get_vocab_size(), lambda s: tok.encode(s).ids,
-                                             lambda ids: tok.decode(ids, skip_special_tokens=False))
-    except Exception as e:  # requests' and the Rust library's errors have no common class
-        die(f"cannot load the tokenizer of {path} ({type(e).__name__}: {e}); install it or prepare the data again")
-
-    def decode(ids):  # runs of real ids decode together (BPE characters span tokens); padding ids have no text
-        runs = itertools.groupby(ids, key=lambda i: i < n_vocab)
-        return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run)) for real, run in runs)
-    return encode, decode
+def print_help(settings, keys):
+    """--help: the settings, their defaults and the comment each has in the script's source; then exit."""
+    script = settings.get('__file__') or sys.argv[0]
+    comments = {}
+    if script and os.path.isfile(script):
+        for line in open(script, encoding='utf-8'):
+            name, _, rest = line.partition(' = ')
+            if name in keys and '  # ' in rest:
+                comments.setdefault(name, rest.split('  # ', 1)[1].strip())
+    lines = [f"  --{key}={shown(settings[key])}" + (f"  # {comments[key]}" if key in comments else '') for key in keys]
+    print(f"usage: python {os.path.basename(script or 'script.py')} [config/file.py ...] [--key=value ...]\n"
+          "settings (default, then what it does):", *lines, sep='\n')
+    raise SystemExit(0)
 
 
-PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks (no sparsity), matched against the device name
-    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
-    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
-}
-
-
-def device_peak_flops(device):
-    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, other GPUs)."""
-    if torch.device(device).type != 'cuda':
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_BF16_TFLOPS.items():  # longer, more specific names come first
-        if key in name:
-            return tflops * 1e12
-    return None
+def check(settings, **ranges):
+    """Die at the first setting outside its range, an interval like '[0, 1)' or '(0, inf)', 'integer [1, inf)'
+    for whole numbers. None passes (it stands for a default); NaN lies in no interval."""
+    for key, rule in ranges.items():
+        value, integer = settings[key], rule.startswith('integer ')
+        interval = rule.removeprefix('integer ')
+        lo, hi = (float(bound) for bound in interval[1:-1].split(','))
+        number = type(value) is int or type(value) is float and not integer
+        inside = number and (lo <= value if interval[0] == '[' else lo < value) and \
+            (value <= hi if interval[-1] == ']' else value < hi)
+        if value is not None and not inside:
+            die(f"{key}={shown(value)} is out of range; pass --{key}=<{'an integer' if integer else 'a number'} "
+                f"in {interval}>")

@@ -18,9 +18,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from adaponder import AdaPonderLM, load_checkpoint
-from analyze import knobs, print_table
-from configurator import configure, die, load_tokenizer, pick_device
+from adaponder import pick_device
+from configurator import check, configure, die
+from data.tokenizer import load_tokenizer
+from pretrained import from_pretrained, load_checkpoint
 
 try:  # an optional extra: without it, main() says how to install it
     from lm_eval.api.model import LM
@@ -50,10 +51,11 @@ class AdaPonderHarness(LM):
     """An AdaPonderLM as lm-eval sees it: its three kinds of request, scored with the training forward, and the
     passes of every scored token recorded per task and per request."""
 
-    def __init__(self, model, encode, decode, start_token, batch_size):
+    def __init__(self, model, encode, decode, start_token, batch_size, end_token=None):
         super().__init__()
         self.model, self.encode, self.decode = model, encode, decode
         self.start_token, self.batch_size = start_token, batch_size  # start_token: what an empty context is
+        self.end_token = end_token  # the dataset's end-of-text token, where it has one: generation stops there
         # [passes summed over the scored tokens, tokens] of each task, and of each request: (task, doc_id, idx)
         self.passes = defaultdict(lambda: [0, 0])
 
@@ -88,7 +90,7 @@ class AdaPonderHarness(LM):
             x = torch.zeros(len(rows), max(map(len, rows)) - 1, dtype=torch.long)
             for j, row in enumerate(rows):
                 x[j, :len(row) - 1] = torch.tensor(row[:-1])
-            out = self.model(x.to(device))  # the training forward, as in AdaPonderLM.score
+            out = self.model(x.to(device))  # the training forward, as in analyze.score
             for j, i in enumerate(batch):
                 n, end = len(pairs[i][1]), len(rows[j]) - 1  # the continuation's predictions: end - n .. end
                 logits, targets = out.logits[j, end - n:end].float(), torch.tensor(rows[j][-n:], device=device)
@@ -117,7 +119,8 @@ class AdaPonderHarness(LM):
 
     def generate_until(self, requests):
         """Greedy continuation (sampled with do_sample) by model.stream(), stopped before the first `until`
-        string or after max_gen_toks tokens; the passes of the tokens generated are recorded."""
+        string, at the end-of-text token (as lm-eval's own models stop) or after max_gen_toks tokens; the passes
+        of the tokens generated are recorded."""
         device, texts = self.model.wte.weight.device, []
         for r in tqdm(requests, desc='generate_until', leave=False):
             context, kwargs = r.args
@@ -127,8 +130,10 @@ class AdaPonderHarness(LM):
             new, depths, text = [], [], ''
             for token, depth in self.model.stream(torch.tensor([ids], device=device), kwargs.get('max_gen_toks', 256),
                                                   temperature):
-                new.append(token.item())
                 depths.append(depth.item())
+                if token.item() == self.end_token:  # the text ends: the token is not part of it
+                    break
+                new.append(token.item())
                 text = self.decode(new)
                 if stops := [text.index(u) for u in until if u in text]:
                     text = text[:min(stops)]
@@ -150,7 +155,7 @@ def load_model():
     gates (halting='none': its passes are the cap's) whose tokenizer is the dataset's."""
     try:
         if init_from:
-            model = AdaPonderLM.from_pretrained(init_from, halting='none').to(device)
+            model = from_pretrained(init_from, halting='none').to(device)
             return model.eval(), dict(dataset=dataset, model_args=dict(n_ponder=model.config.n_ponder)), init_from
         path = os.path.join(out_dir, 'ckpt.pt')
         model, ckpt = load_checkpoint(path, device)
@@ -166,6 +171,14 @@ def document_start(ckpt, encode):
     path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
     meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else {}
     return encode('\n')[-1] if 'itos' in meta else meta.get('eot_token', 50256)
+
+
+def end_of_text(ckpt):
+    """The dataset's end-of-text token, which ends every document of the BPE datasets (GPT-2's where there is no
+    meta.json); None for the character datasets, which have none."""
+    path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
+    meta = json.loads(Path(path).read_text()) if os.path.isfile(path) else {}
+    return None if 'itos' in meta else meta.get('eot_token', 50256)
 
 
 def task_manager(names):
@@ -191,8 +204,15 @@ def task_manager(names):
 def run(harness, manager, names):
     """One setting of the dial: lm-eval's results for the tasks, each task's mean passes added to its metrics."""
     from lm_eval import simple_evaluate
-    results = simple_evaluate(model=harness, tasks=names, num_fewshot=num_fewshot, limit=limit,
-                              task_manager=manager, log_samples=log_samples, batch_size=batch_size)
+    try:
+        results = simple_evaluate(model=harness, tasks=names, num_fewshot=num_fewshot, limit=limit,
+                                  task_manager=manager, log_samples=log_samples, batch_size=batch_size)
+    except OSError as e:  # datasets' ConnectionError too: a task's data on the hub, offline and not cached
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        die(f"could not load the documents of {', '.join(names)} ({type(e).__name__}: {first_line}); run once "
+            "online (the hub's datasets are cached after that), or use local tasks from --include_path")
+    except ValueError as e:  # our tokenizer: a character-level model cannot encode a document's characters
+        die(f"a document of {', '.join(names)}: {e}")
     subtasks = results.get('group_subtasks', {})
 
     def leaves(name):  # a group's passes pool those of its tasks
@@ -236,25 +256,43 @@ def save(results, tau, cap):
     print(f"wrote {path}")
 
 
+def print_table(tag, rows):
+    """Rows of key=value pairs behind a tag, padded into columns (analyze.py's format): read, or grep."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
+    widths = [max(len(line[j]) for line in cells) for j in range(len(keys))]
+    for line in cells:
+        print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
 def main(argv=None):
     global device
     configure(globals(), argv)
     names, taus, caps = [t for t in tasks.split(',') if t], as_list(halt_threshold), as_list(n_ponder)
-    good_taus = all(t is None or type(t) in (int, float) and t >= 0 for t in taus)
-    good_caps = all(c is None or type(c) is int and c >= 0 for c in caps)
-    if not (names and batch_size >= 1 and good_taus and good_caps):
-        die("tasks must name at least one task (--tasks=piqa,arc_easy), batch_size be >= 1, halt_threshold numbers "
-            ">= 0 and n_ponder integers >= 0 (one, or several: --halt_threshold=0,1e-4,0.1); fix the setting")
+    if not names:
+        die("tasks must name at least one task; pass e.g. --tasks=piqa,arc_easy")
+    check(globals(), batch_size='integer [1, inf)', num_fewshot='integer [0, inf)', limit='(0, inf)')  # < 1: a share
+    for tau, cap in itertools.product(taus, caps):  # each may be one value or several: --halt_threshold=0,1e-4,0.1
+        check(dict(halt_threshold=tau, n_ponder=cap), halt_threshold='[0, 1]', n_ponder='integer [0, inf)')
     if LM is object:
         die("downstream.py runs lm-evaluation-harness, which is not installed; pip install lm-eval")
     if output_path:
-        os.makedirs(output_path, exist_ok=True)
-    device, _, ctx = pick_device(device, dtype)
+        try:
+            os.makedirs(output_path, exist_ok=True)
+        except OSError as e:
+            die(f"cannot make the folder output_path={output_path} ({e.strerror}); pass a folder you can write")
+    try:
+        device, _, ctx = pick_device(device, dtype)
+    except ValueError as e:
+        die(e)
     model, ckpt, name = load_model()
     cfg, K = model.config, ckpt['model_args']['n_ponder']
     if any(c is not None and c > K for c in caps):
         die(f"n_ponder can only lower the passes at inference (a cap); this model was trained with {K}")
-    encode, decode = load_tokenizer(data_dir, ckpt, cfg.vocab_size)
+    try:
+        encode, decode = load_tokenizer(data_dir, ckpt, cfg.vocab_size)
+    except ValueError as e:
+        die(e)
     manager = task_manager(names)
     # lm-eval tells each task made by a function (custom_dataset) to pass --metadata: its command line's, not ours
     logging.getLogger('lm_eval.api.task').addFilter(lambda record: 'Custom kwargs' not in record.getMessage())
@@ -264,8 +302,9 @@ def main(argv=None):
     table = []
     for tau, cap in itertools.product(taus, caps):
         tau, cap = cfg.halt_threshold if tau is None else tau, K if cap is None else cap
-        with ctx, knobs(model, halt_threshold=tau, n_ponder=cap):
-            results = run(AdaPonderHarness(model, encode, decode, start, batch_size), manager, names)
+        model.set_inference(halt_threshold=tau, n_ponder=cap)
+        with ctx:
+            results = run(AdaPonderHarness(model, encode, decode, start, batch_size, end_of_text(ckpt)), manager, names)
         for row in rows(results, tau, cap):
             print_table('task', [row])  # tasks have different metrics: a line each
             table.append(row)

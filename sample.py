@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
-from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, load_checkpoint
-from configurator import configure, die, load_tokenizer, pick_device
+from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, pick_device
+from configurator import check, configure, die
+from data.tokenizer import load_tokenizer
+from pretrained import load_checkpoint
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-toy'  # the folder holding ckpt.pt
@@ -31,6 +33,7 @@ plain = False  # text[passes] even on a terminal
 html = ''  # also write the samples, coloured by passes, to this HTML file
 image = ''  # and draw them into this PNG picture (needs matplotlib)
 # -----------------------------------------------------------------------------
+PICTURES = ('.png', '.svg', '.pdf', '.jpg', '.jpeg', '.webp')  # the kinds of file image= may write
 PALETTE = [(33, '#0087ff'), (45, '#00d7ff'), (49, '#00ffaf'), (118, '#87ff00'),  # (xterm-256 code, its RGB)
            (226, '#ffff00'), (214, '#ffaf00'), (208, '#ff8700'), (196, '#ff0000')]  # from cool to hot
 
@@ -59,8 +62,8 @@ def write_html(path, prompt, samples, colours):
 def write_image(path, prompt, samples, colours, width=80):
     """The page as a PNG: the legend, then each sample in monospace cells (a new token's characters on its depth's
     colour, a newline as '↵' and then a new row), rows wrapped at width columns, and its stats in small grey."""
-    import matplotlib.pyplot as plt
-    plt.switch_backend('Agg')  # draw into a file, no window: works on servers too
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched (a notebook keeps its own)
+    from matplotlib.patches import Rectangle
     rows = [[(c, 0) for c in 'passes per token: '] + [(c, d) for d in range(1, len(colours) + 1) for c in f' {d} ']]
     for pieces, stats in samples:  # rows of (character, depth) cells, depth 0 black on white; the stats: a str
         rows += [[], []]  # a blank row, then the sample's first
@@ -71,7 +74,7 @@ def write_image(path, prompt, samples, colours, width=80):
                 rows[-1].append((c, d))
         rows.append(stats)
     cols = max(len(row) for row in rows if isinstance(row, list))
-    fig = plt.figure(figsize=(cols * 6.5 / 72, len(rows) * 14 / 72))  # cells of 6.5 x 14 points: 13 x 28 pixels
+    fig = Figure(figsize=(cols * 6.5 / 72, len(rows) * 14 / 72))  # cells of 6.5 x 14 points: 13 x 28 pixels
     ax = fig.add_axes((0, 0, 1, 1), xlim=(0, cols), ylim=(len(rows), 0))
     ax.set_axis_off()
     for y, row in enumerate(rows):
@@ -82,40 +85,47 @@ def write_image(path, prompt, samples, colours, width=80):
         for d, run in itertools.groupby(d for _, d in row):  # a rectangle per run of a colour: no seams inside it
             n = len(list(run))
             if d:
-                ax.add_patch(plt.Rectangle((x, y + .1), n, .8, color=colours[d - 1][1], lw=0))
+                ax.add_patch(Rectangle((x, y + .1), n, .8, color=colours[d - 1][1], lw=0))
             x += n
         for x, (c, _) in enumerate(row):
             ax.text(x + .5, y + .5, c, ha='center', va='center', family='monospace', fontsize=10)
     fig.savefig(path, dpi=144, bbox_inches='tight', pad_inches=.125)  # tight: a stats line may be the longest
-    plt.close(fig)
 
 
 if __name__ == '__main__':
     configure(globals())
-    if not all([min(num_samples, max_new_tokens) >= 1, temperature >= 0, top_k is None or top_k >= 1,
-                halt_threshold is None or type(halt_threshold) in (int, float) and halt_threshold >= 0,
-                n_ponder is None or type(n_ponder) is int and n_ponder >= 0]):
-        die("num_samples, max_new_tokens, top_k must be >= 1 (top_k=None: all tokens), temperature >= 0, "
-            "halt_threshold a number >= 0, n_ponder an integer >= 0 (None: the checkpoint's); fix the setting")
-    if any(p and not os.path.isdir(os.path.dirname(os.path.abspath(p))) for p in (html, image)):  # now, not later
-        die(f"the folder of html={html!r} or image={image!r} does not exist; create it or write the file elsewhere")
+    check(globals(), num_samples='integer [1, inf)', max_new_tokens='integer [1, inf)', top_k='integer [1, inf)',
+          temperature='[0, inf)', halt_threshold='[0, 1]', n_ponder='integer [0, inf)')  # None: all, the checkpoint's
+    for what, path, kinds in (('html', html, ('.html', '.htm')), ('image', image, PICTURES)):  # now, not after sampling
+        if path and not path.lower().endswith(kinds):  # nor over a checkpoint: --image=out-toy/ckpt.pt
+            die(f"{what}={path} is not a file name ending in {', '.join(kinds)}; pass e.g. --{what}=samples{kinds[0]}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if path and (os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK)):
+            why = 'it is a folder' if os.path.isdir(path) else 'no such folder, or read-only'
+            die(f"cannot write {what}={path}: {why}; pass a file in a folder you can write")
     if image and find_spec('matplotlib') is None:  # now, not after minutes of sampling
         die("image= draws with matplotlib, which is not installed; pip install matplotlib")
-    device, dtype, ctx = pick_device(device, dtype)
+    try:
+        device, dtype, ctx = pick_device(device, dtype)
+    except ValueError as e:
+        die(e)
     try:  # the inference-time halting threshold and cap on passes, where set, replace the checkpoint's
         model, ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device, **{k: v for k, v in dict(
             halt_threshold=halt_threshold, n_ponder=n_ponder).items() if v is not None})
     except (ValueError, FileNotFoundError) as e:
         die(e)
     model.eval()
-    encode, decode = load_tokenizer(data_dir, ckpt, model.config.vocab_size)
     try:
         prompt = Path(start[len('FILE:'):]).read_text(encoding='utf-8') if start.startswith('FILE:') else start
     except (OSError, UnicodeDecodeError) as e:
         die(f"cannot read the prompt {start} ({getattr(e, 'strerror', None) or 'not UTF-8'}); pass a UTF-8 text file")
     if not prompt:
         die("the prompt is empty; pass --start=TEXT, or --start=FILE:path of a file that is not empty")
-    idx = torch.tensor([encode(prompt)], dtype=torch.long, device=device)  # (1, T)
+    try:  # a missing or mismatched vocabulary, characters it lacks
+        encode, decode = load_tokenizer(data_dir, ckpt, model.config.vocab_size)
+        idx = torch.tensor([encode(prompt)], dtype=torch.long, device=device)  # (1, T)
+    except ValueError as e:
+        die(e)
     n_pass, trained_K = model.config.n_ponder + 1, ckpt['model_args']['n_ponder']
     with torch.device('meta'):  # shapes only: flops_vs_full compares with the model as trained, at full depth
         as_trained = AdaPonderLM(AdaPonderConfig(**ckpt['model_args']))
@@ -129,14 +139,17 @@ if __name__ == '__main__':
         torch.manual_seed(seed)
         for i in range(num_samples):
             print(prompt, end='', flush=True)
-            pieces, pending, t0 = [], [], time.perf_counter()  # pieces: (text, depth) of each new token
+            pieces, pending, busy = [], [], 0.0  # pieces: (text, depth) of each new token; busy: seconds computing
+            t0 = time.perf_counter()
             for token, depth in model.stream(idx, max_new_tokens, temperature, top_k):
                 pending.append(token.item())  # a BPE token may end inside a UTF-8 character (4 bytes at most):
                 text = decode(pending)  # then it shows nothing, and the character comes with the one completing it
                 text, pending = ('', pending) if text.endswith('\ufffd') and len(pending) < 4 else (text, [])
                 pieces.append((text, depth.item()))
+                busy += time.perf_counter() - t0
                 print(show(*pieces[-1], terminal), end='', flush=True)
-            tok_s = max_new_tokens / (time.perf_counter() - t0)  # as the reader sees them, printing included
+                t0 = time.perf_counter()  # the terminal's time is not the model's: the clock stops while printing
+            tok_s = max_new_tokens / busy
             hist = depth_histogram(torch.tensor([d for _, d in pieces]), n_pass)
             flops = model.flops_per_token(hist)  # with the mean passes
             stats = (f"sample i={i} tokens={max_new_tokens} tok/s={tok_s:.1f} passes={flops['mean_depth']:.2f} "
@@ -145,5 +158,8 @@ if __name__ == '__main__':
             samples.append((pieces, stats))
     for path, write in ((html, write_html), (image, write_image)):
         if path:
-            write(path, prompt, samples, colours)
+            try:
+                write(path, prompt, samples, colours)
+            except OSError as e:  # a full disk: the samples above are printed, the file is not
+                die(f"could not write {path} ({e.strerror}); free some space or pass another path")
             print(f"wrote {path}")

@@ -1,5 +1,5 @@
 """
-Train an AdaPonderLM. With no arguments: the toy demo on a CPU (a few minutes), which prepares its data,
+Train an AdaPonderLM. With no arguments: the toy demo on a CPU (about 10 minutes), which prepares its data,
 trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
 
 $ python train.py
@@ -8,29 +8,36 @@ $ python train.py config/toy.py --init_from=resume --max_iters=1000
 $ torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py
 
 Settings are the globals below; a config file (plain Python assignments) and then --key=value arguments
-override them, in order. The same script runs on cuda, mps and cpu, alone or under torchrun (DDP).
+override them, in order (--help lists them). A resumed run keeps the checkpoint's settings but those given again,
+and refuses any that would change its model or dataset; a run from scratch never replaces a trained ckpt.pt.
+The same script runs on cuda, mps and cpu, alone or under torchrun (DDP).
 """
 
 import gc
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import fields
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from configurator import configure, device_peak_flops, die, pick_device
-from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, load_checkpoint,
-                       save_checkpoint)
+from configurator import check, configure, die
+from pretrained import from_pretrained, load_checkpoint, save_checkpoint
+from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops,
+                       pick_device)
 
 # -----------------------------------------------------------------------------
-# default config values: the toy demo, about 4 minutes on a 2-core CPU
+# default config values: the toy demo, about 10 minutes at one thread on a busy 2-core CPU
 # I/O
 out_dir = 'out-toy'  # ckpt.pt is written here
 eval_interval = 100  # evaluate (and checkpoint) every this many iterations, and at the end
@@ -89,20 +96,55 @@ peak_tflops = 0.0  # the device's peak for MFU; 0.0: look it up (known GPUs only
 # -----------------------------------------------------------------------------
 # overrides: config files, then --key=value arguments (configurator.py); a model_preset sets the shape
 explicit = configure(globals())  # the keys a config file or the command line set
-config = {k: v for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, str))}
-for key in ('batch_size', 'block_size', 'max_iters', 'eval_interval', 'eval_iters', 'log_interval',
-            'gradient_accumulation_steps'):
-    if config[key] < 1:
-        die(f"{key}={config[key]} must be at least 1; pass e.g. --{key}={max(1, config[key])}")
+requested = set(explicit)  # those and the shape a model_preset given here sets
 # A preset replaces the shape defaults; shape keys set explicitly (config file or command line) still win,
 # e.g. model_preset='pythia-70m' with block_size=1024. vocab_size always comes from the dataset.
 if model_preset:
     if model_preset not in PRESETS:
         die(f"unknown model_preset {model_preset!r}; choose one of {', '.join(PRESETS)} or ''")
     for key, value in PRESETS[model_preset].items():
-        if key in config and key not in explicit:
-            globals()[key] = config[key] = value
-lr_decay_iters = config['lr_decay_iters'] = lr_decay_iters or max_iters
+        if key in globals() and key not in explicit:
+            globals()[key] = value
+            requested.add(key)
+MODEL_KEYS = {f.name for f in fields(AdaPonderConfig)} & set(globals()) - {'block_size', 'bottom_k_frac'}
+if init_from == 'resume':  # a resumed run goes on as it was: the settings not given again are the checkpoint's
+    try:  # mmap: only what is read here is loaded
+        saved = torch.load(os.path.join(out_dir, 'ckpt.pt'), map_location='cpu', weights_only=True, mmap=True)
+        saved = dict(saved['config'], **saved['model_args'], dataset=saved['dataset'], iter_num=saved['iter_num'])
+    except Exception:  # no checkpoint, or not one of ours: loading the model below says which, in one line
+        saved = {}
+    # ...and its model and data cannot change: a setting that would change them is refused, not ignored
+    changed = [f"{k}={globals()[k]!r} (the checkpoint's: {saved[k]!r})"
+               for k in sorted(requested & (MODEL_KEYS | {'dataset'})) if k in saved and globals()[k] != saved[k]]
+    if 'one_pass_iters' in requested and one_pass_iters > saved.get('iter_num', 0) >= saved.get('one_pass_iters', 0):
+        changed.append(f"one_pass_iters={one_pass_iters} (this model ponders since step "
+                       f"{saved.get('one_pass_iters', 0)}: it would go back to one pass)")
+    if changed:
+        die(f"a resumed run keeps its model and data, so it cannot honour {', '.join(changed)}; drop "
+            f"{'this setting' if len(changed) == 1 else 'these'}, or train a new model in another --out_dir")
+    this_run = {'init_from', 'out_dir', 'data_dir', 'device', 'dtype', 'compile', 'eval_only', 'peak_tflops'}
+    for key in set(saved) - requested - this_run:
+        if key in globals():  # the model's own record of its shape, and the run's settings
+            globals()[key] = saved[key]
+config = {k: v for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, str))}
+# the training settings are checked here, the model's by AdaPonderConfig: one line naming the setting and range
+check(globals(), **dict.fromkeys(('batch_size', 'block_size', 'max_iters', 'eval_interval', 'eval_iters',
+                                  'log_interval', 'gradient_accumulation_steps'), 'integer [1, inf)'),
+      **dict.fromkeys(('warmup_iters', 'lr_decay_iters', 'gate_warmup_iters', 'one_pass_iters'), 'integer [0, inf)'),
+      learning_rate='(0, inf)', min_lr='[0, inf)', weight_decay='[0, inf)', beta1='[0, 1)', beta2='[0, 1)',
+      grad_clip='[0, inf)', gate_lr_mult='[0, inf)', peak_tflops='[0, inf)', bottom_k_frac='[0, 1]',
+      bottom_k_start='[0, 1]', bottom_k_end='[0, 1]')
+if bottom_k_start > bottom_k_end:
+    die(f"bottom_k_start={bottom_k_start} is after bottom_k_end={bottom_k_end}; the ramp of k needs start <= end")
+if not out_dir:
+    die("out_dir is empty; pass the folder for the checkpoint, e.g. --out_dir=out-toy")
+if halting == 'fixed' and not 1 <= fixed_mean_depth <= n_ponder + 1:
+    die(f"fixed_mean_depth={fixed_mean_depth} must be in [1, {n_ponder + 1}]: a token runs 1 to K+1 = "
+        f"{n_ponder + 1} passes; lower it or raise n_ponder")
+if eval_only and init_from == 'scratch':
+    die("eval_only scores a trained model, but init_from='scratch' would score random weights; pass "
+        "--init_from=resume (the model in out_dir) or a pretrained model's name")
+lr_decay_iters = lr_decay_iters or max_iters  # config keeps 0: a resumed run with more max_iters decays to them
 # -----------------------------------------------------------------------------
 # devices and DDP: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
 
@@ -118,7 +160,31 @@ if ddp:
     gradient_accumulation_steps //= world_size  # each rank runs its share of the micro-batches
 else:
     rank, local_rank, world_size = 0, 0, 1
-device, dtype, ctx = pick_device(device, dtype)
+try:
+    device, dtype, ctx = pick_device(device, dtype)
+except ValueError as e:
+    die(e)
+
+
+def on_interrupt(signum, frame):
+    """Ctrl-C. In the training loop the step in hand, and a checkpoint it saves, finish first; before it, at a
+    second Ctrl-C, or under DDP (whose ranks must stop together) the run ends at once. Either way one line."""
+    global interrupted
+    if interrupted or not training or ddp:
+        stop_interrupted()
+    interrupted = True
+
+
+def stop_interrupted():
+    where = last_checkpoint() if 'saved_step' in globals() else 'no checkpoint was saved'
+    if rank == 0:  # under torchrun every rank gets the Ctrl-C
+        resume = '; continue with --init_from=resume' if globals().get('saved_step') is not None else ''
+        print(f"interrupted at step {globals().get('iter_num', 0)}; {where}{resume}", file=sys.stderr)
+    raise SystemExit(130)  # the shell's status for Ctrl-C
+
+
+training = interrupted = False
+signal.signal(signal.SIGINT, on_interrupt)
 device_type = torch.device(device).type
 if ddp:
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
@@ -127,10 +193,18 @@ log = tqdm.write if master_process else (lambda line: None)  # lines above the p
 tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
 torch.manual_seed(seed + rank)  # DDP copies rank 0's initial weights; dropout masks differ per rank
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 gradients underflow; bf16's do not
-if master_process:
-    os.makedirs(out_dir, exist_ok=True)
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 metrics_path = os.path.join(out_dir, 'metrics.jsonl')  # every iter and eval line's numbers, for the curves
+if init_from != 'resume' and not eval_only and os.path.exists(ckpt_path):  # a trained model is never replaced
+    die(f"{ckpt_path} already holds a trained model; continue it with --init_from=resume, or pass another "
+        "--out_dir (or delete it first to start over)")
+if master_process and not eval_only:  # eval_only writes nothing
+    try:  # now, not at the first checkpoint: a file, a read-only folder
+        os.makedirs(out_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as e:
+        reason = 'a file, not a folder' if os.path.isfile(out_dir) else e.strerror
+        die(f"cannot write into out_dir={out_dir} ({reason}); pass a folder you can write")
 # -----------------------------------------------------------------------------
 # data: uint16 token ids in train.bin / val.bin, the vocabulary size in meta.json
 
@@ -175,6 +249,10 @@ def get_batch(split, generator):
     ix = ix[rank * batch_size:(rank + 1) * batch_size]
     x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix])
     y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix])
+    if (top := max(x.max(), y.max()).item()) >= vocab_size:  # an id the embedding has no row for: not a crash inside
+        progress.close()  # the line below on a line of its own
+        die(f"{data_path}/{split}.bin holds token id {top}, outside the vocabulary of "
+            f"{data_path}/meta.json ({vocab_size} tokens); prepare the dataset again")
     if device_type == 'cuda':  # pinned memory lets the copy run asynchronously
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -183,7 +261,7 @@ def get_batch(split, generator):
 # -----------------------------------------------------------------------------
 # model: from scratch, resumed from out_dir/ckpt.pt, or from a pretrained Pythia checkpoint
 
-iter_num, best_val_loss, checkpoint = 0, float('inf'), None
+iter_num, best_val_loss, checkpoint, saved_step = 0, float('inf'), None, None  # saved_step: of the last checkpoint
 ponder_args = dict(n_ponder=n_ponder, halting=halting, halt_threshold=halt_threshold, ponder_lambda=ponder_lambda,
                    bottom_k_frac=bottom_k_frac, dropout=dropout, embed_scale=embed_scale,
                    first_embed_mult=first_embed_mult, gate_bias_init=gate_bias_init, fixed_depth_dist=fixed_depth_dist,
@@ -197,16 +275,20 @@ try:
         missing = {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(checkpoint)
         if missing:
             die(f"{ckpt_path} lacks {', '.join(sorted(missing))}, so it cannot be resumed; "
-                "use --init_from=scratch or another out_dir")
+                "train a new model in another --out_dir")
         iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+        saved_step = iter_num
     else:  # continued pretraining: the backbone's weights (a PonderLM's pondering too), new gates, and the
-        # pondering settings this run set explicitly; the checkpoint or AdaPonderConfig's defaults decide the rest
-        model = AdaPonderLM.from_pretrained(init_from, **{k: v for k, v in ponder_args.items() if k in explicit})
+        # settings this run set explicitly (a shape that differs from the checkpoint's is refused there); the
+        # checkpoint or AdaPonderConfig's defaults decide the rest
+        asked = (MODEL_KEYS | {'bottom_k_frac'}) & requested
+        model = from_pretrained(init_from, **{k: globals()[k] for k in sorted(asked)})
 except (FileNotFoundError, ValueError) as e:
     die(e)
-if model.config.vocab_size < vocab_size:
-    die(f"the model's vocab_size {model.config.vocab_size} is smaller than the dataset's {vocab_size}; "
-        "use a checkpoint trained on this dataset's tokenizer")
+# every id of the dataset needs a row; a model resumed on a character table has exactly its rows (BPE: padded)
+if model.config.vocab_size < vocab_size or (checkpoint and 'itos' in meta and model.config.vocab_size != vocab_size):
+    die(f"the model's vocab_size {model.config.vocab_size} does not fit the {vocab_size} tokens of "
+        f"{data_path}/meta.json; use a checkpoint trained on this dataset's vocabulary, or its --data_dir")
 if block_size > model.config.block_size:
     die(f"block_size {block_size} is longer than the model's context {model.config.block_size}; "
         f"pass --block_size={model.config.block_size} or less")
@@ -299,10 +381,22 @@ def stop_if_diverged():
     """A nan or inf training loss ends the run before anything else is saved, so the last good checkpoint
     stays as it was. (.item() waits for the GPU: called only where the loop waits anyway.)"""
     step = int(first_bad_step.item())
-    if step >= 0:
-        die(f"the training loss became nan or inf at step {step}; the last good checkpoint {ckpt_path} is kept. "
-            "Try a lower --learning_rate or --grad_clip=1.0 (and --dtype=bfloat16 rather than float16), "
-            "then --init_from=resume")
+    if step >= 0:  # the likeliest cause first: float16's narrow range, no clipping, then the learning rate
+        cause = ("dtype=float16 likely overflowed: pass --dtype=bfloat16 (or float32)" if dtype == 'float16' else
+                 "grad_clip=0 lets one bad batch blow up the weights: pass --grad_clip=1.0" if not grad_clip else
+                 f"learning_rate={learning_rate:g} is likely too high: try --learning_rate={learning_rate / 3:.2g}" +
+                 (f" or a lower --gate_lr_mult than {gate_lr_mult:g}" if gate_lr_mult > 1 else ''))
+        die(f"the training loss became nan or inf at step {step}; {last_checkpoint()}. {cause}" +
+            (", then --init_from=resume" if saved_step is not None else ''))
+
+
+def last_checkpoint():
+    """Where the last good checkpoint is, for the lines that end a run early; it closes the progress bar, so that
+    such a line starts on a line of its own."""
+    if 'progress' in globals():
+        progress.close()
+    return f"the last checkpoint is {ckpt_path}, step {saved_step}, kept as it was" if saved_step is not None else \
+        "no checkpoint was saved"
 
 
 def drop_backbone_grads():
@@ -318,24 +412,30 @@ def set_passes(it):
     """one_pass_iters: one pass per token (a plain model) before that iteration, all K+1 passes after. The task's
     single steps are learned first, before pondering feeds the model's predictions back into its input (from
     scratch that feedback slowed learning them: docs/results.md section 9). Training and evaluation both follow."""
-    raw_model.config.n_ponder = 0 if it < one_pass_iters else n_ponder_full
+    raw_model.set_inference(n_ponder=0 if it < one_pass_iters else raw_model.K)
 
 
-def save():
-    set_passes(one_pass_iters)  # the checkpoint holds the whole model, K+1 passes
+def save():  # the checkpoint holds the whole model, K+1 passes, even while one_pass_iters runs one
+    global saved_step
     rng = dict(batches=batch_gen.get_state(), torch=torch.get_rng_state())
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state()
-    save_checkpoint(ckpt_path, raw_model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                    iter_num=iter_num, best_val_loss=best_val_loss, config=config, dataset=dataset, rng=rng)
-    set_passes(iter_num)
+    try:
+        save_checkpoint(ckpt_path, raw_model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                        iter_num=iter_num, best_val_loss=best_val_loss, config=config, dataset=dataset, rng=rng)
+    except (OSError, RuntimeError) as e:  # a full disk (torch's zip writer raises RuntimeError); the old one stays
+        die(f"could not write {ckpt_path} ({(str(e).strip().splitlines() or [''])[0]}); {last_checkpoint()}. Free "
+            f"some space, then {'--init_from=resume' if saved_step is not None else 'run it again'}")
+    saved_step = iter_num
 
 
 def eval_metrics(losses, hist, tok_s):
     share = hist / hist.sum()
     flops = raw_model.flops_per_token(hist.tolist(), context=block_size)['vs_full_depth']
     peak = peak_tflops * 1e12 or device_peak_flops(device)
-    mfu = raw_model.training_flops_per_token() * tok_s / (peak * world_size) if peak and tok_s else None
+    # eager training computes only the passes that run; compiled training every pass (training_context)
+    mfu = raw_model.training_flops_per_token(None if compile else hist.tolist()) * tok_s / (peak * world_size) \
+        if peak and tok_s else None
     return {'step': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
             'passes': (share * torch.arange(1, len(hist) + 1)).sum().item(), 'depth_hist': share.tolist(),
             'flops_vs_full': flops, 'tok/s': tok_s or None, 'mfu': mfu or None}
@@ -363,38 +463,59 @@ def log_metrics(kind, metrics):
     value is formatted once and the file gets the number its text shows, so the two cannot disagree."""
     pairs = {key: shown(value, METRIC_FORMATS[key]) for key, value in metrics.items()}
     log(' '.join([kind] + [f'{key}={text}' for key, (text, _) in pairs.items()]))
-    if master_process:
-        with open(metrics_path, 'a') as f:
-            f.write(json.dumps({'kind': kind, **{key: number for key, (_, number) in pairs.items()}}) + '\n')
+    if master_process and not eval_only:  # eval_only writes nothing
+        try:
+            with open(metrics_path, 'a') as f:
+                f.write(json.dumps({'kind': kind, **{key: number for key, (_, number) in pairs.items()}}) + '\n')
+        except OSError as e:
+            die(f"could not write {metrics_path} ({e.strerror}); {last_checkpoint()}. Free some space, then "
+                f"{'--init_from=resume' if saved_step is not None else 'run it again'}")
 
 
 def start_metrics():
     """A new metrics.jsonl, or on resume the lines written up to the checkpoint: a run that died after its last
     checkpoint wrote more, which this run writes again, starting with the eval at the checkpoint's step. A
     temporary file renamed into place, like the checkpoints: a crash here cannot lose the lines kept."""
-    kept = []
+    kept, garbled = [], 0
     if init_from == 'resume' and os.path.exists(metrics_path):
-        with open(metrics_path) as f:
+        with open(metrics_path, errors='replace') as f:
             for line in f:
-                if not line.endswith('\n'):
-                    break  # the last line, cut short by the crash
-                row = json.loads(line)
-                if row['step'] < iter_num or (row['step'] == iter_num and row['kind'] == 'iter'):
-                    kept.append(line)
-    with open(metrics_path + '.tmp', 'w') as f:
-        f.writelines(kept)
-    os.replace(metrics_path + '.tmp', metrics_path)
+                try:  # a line cut short by a crash, or garbled: dropped, it holds no numbers to keep
+                    row = json.loads(line) if line.endswith('\n') else None
+                    if row['step'] < iter_num or (row['step'] == iter_num and row['kind'] == 'iter'):
+                        kept.append(line)
+                except (ValueError, TypeError, KeyError):
+                    garbled += 1
+    try:
+        with open(metrics_path + '.tmp', 'w') as f:
+            f.writelines(kept)
+        os.replace(metrics_path + '.tmp', metrics_path)
+    except OSError as e:
+        if os.path.exists(metrics_path + '.tmp'):  # a full disk leaves no stray file, and the old metrics whole
+            os.remove(metrics_path + '.tmp')
+        die(f"could not write {metrics_path} ({e.strerror}); free some space or pass another --out_dir")
+    if garbled:
+        log(f"dropped {garbled} unreadable line{'s' * (garbled > 1)} of {metrics_path}")
 
 
 def report_classes():
     """Datasets with per-token difficulty labels (the toy one): mean passes, loss and accuracy (the most likely
-    token is the right one) per class on val."""
-    labels = np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)
-    val = np.memmap(os.path.join(data_path, 'val.bin'), dtype=np.uint16, mode='r')
+    token is the right one) per class, on the whole val split in windows of block_size."""
+    val = torch.from_numpy(np.fromfile(os.path.join(data_path, 'val.bin'), dtype=np.uint16).astype(np.int64))
+    n = (len(val) - 1) // block_size * block_size  # whole windows; labels[j] is the class of val[j]
+    labels = torch.from_numpy(np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)[1:n + 1])
+    X, Y = val[:n].view(-1, block_size), val[1:n + 1].view(-1, block_size)
+    nll, depth, correct = [], [], []
     raw_model.eval()
-    with ctx:
-        nll, depth, targets, correct = raw_model.score(val, batch_size=64, progress=True)
-    labels = torch.from_numpy(labels[1:1 + len(targets)].astype(np.int64))  # labels[j]: class of targets[j]
+    for i in tqdm(range(0, len(X), 64), desc='classes', disable=not master_process):
+        with torch.no_grad(), ctx:
+            out = raw_model(X[i:i + 64].to(device))
+        y = Y[i:i + 64].to(device)
+        nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(), reduction='none').cpu())
+        depth.append(out.depth.flatten().cpu())
+        correct.append((out.logits.argmax(-1) == y).flatten().cpu())
+    nll, depth, correct = torch.cat(nll), torch.cat(depth), torch.cat(correct)
+    labels = labels.long()
     for c, name in enumerate(meta['classes']):
         chosen = labels == c
         print(f"class name={name} passes={depth[chosen].float().mean():.2f} loss={nll[chosen].mean():.3f} "
@@ -417,9 +538,9 @@ def ranks_agree():
 log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
     f"iteration, device {device}, dtype {dtype}, world size {world_size}")
 start_iter = iter_num
-n_ponder_full = raw_model.config.n_ponder
-if master_process:
+if master_process and not eval_only:  # eval_only writes nothing
     start_metrics()
+training = True  # from now on Ctrl-C lets the step in hand finish
 first_bad_step = torch.tensor(-1, device=device)  # the first step with a non-finite loss, if any
 window_tokens, window_start = 0, time.time()  # throughput since the last eval
 progress = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process, dynamic_ncols=True)
@@ -439,6 +560,8 @@ while True:
         window_tokens, window_start = 0, time.time()
     if iter_num >= max_iters or eval_only:
         break
+    if interrupted:
+        stop_interrupted()
 
     lr, k = get_lr(iter_num), get_bottom_k(iter_num)
     for group in optimizer.param_groups:
@@ -472,6 +595,7 @@ while True:
         log_metrics('iter', dict(step=iter_num, loss=out.ce.item(), gate_loss=out.gate_loss.item(),
                                  passes=out.depth.float().mean().item(), k=k, lr=lr, ms=1000 * (time.time() - t0)))
 progress.close()
+training = False
 
 if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):
     report_classes()

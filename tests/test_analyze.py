@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import analyze
-from adaponder import AdaPonderLM, load_checkpoint, preset, save_checkpoint
+from adaponder import AdaPonderLM, preset, random_depths
+from pretrained import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {k: v for k, v in vars(analyze).items()  # analyze's defaults, restored before every main()
@@ -107,7 +108,7 @@ def test_paired_standard_error_by_hand():
 def test_knobs_are_restored_even_after_an_error():
     model = AdaPonderLM(preset('tiny', n_ponder=3))
     with pytest.raises(RuntimeError):
-        with analyze.knobs(model, halting='fixed', n_ponder=1):
+        with analyze.knobs(model, halting='fixed', n_ponder=1, fixed_mean_depth=1.5):
             assert model.config.halting == 'fixed' and model.config.n_ponder == 1
             raise RuntimeError
     assert model.config.halting == 'learned' and model.config.n_ponder == 3
@@ -172,10 +173,8 @@ def test_random_depths_match_the_mean_passes_and_repeat(dial):
 def test_least_spread_depths_are_floor_or_ceil_of_the_mean(dial):
     _, _, runs = dial
     for m in [r['learned']['passes'] for r in runs] + [1.0, 1.37, 2.5, 3.0, 4.0]:
-        model = AdaPonderLM(preset('tiny', n_ponder=3, halting='fixed', fixed_depth_dist='least_spread',
-                                   fixed_mean_depth=m))
         torch.manual_seed(0)
-        depth = model.sample_fixed_depth((100_000,), 'cpu')
+        depth = random_depths((100_000,), 4, m, 'least_spread', 'cpu')
         assert set(depth.unique().tolist()) <= {math.floor(m), math.ceil(m)}, m
         assert depth.double().mean().item() == pytest.approx(m, abs=0.005)
     for r in runs:  # and as the dial draws them, on the same tokens as learned halting
@@ -202,7 +201,7 @@ def test_analysis_prints_every_table_consistently(toy, dial, capsys):
     others = f'{toy["none"]},{toy["vanilla"]}/ckpt.pt'
     out, message = run_main(capsys, *toy_args(toy, f'--compare_ckpts={others}'))
     assert message is None, message
-    own = model.score(data, 16, 2048)[0]  # the checkpoint's own per-token NLL, as trained
+    own = analyze.score(model, data, 16, 2048)[0]  # the checkpoint's own per-token NLL, as trained
     # table 1: five equal quintiles whose passes average to the checkpoint's; the toy classes add up
     quintiles = tagged(out, 'nll_quantile')
     assert len(quintiles) == 5
@@ -238,7 +237,7 @@ def test_analysis_prints_every_table_consistently(toy, dial, capsys):
     assert values(compare, 'halting') == ['none', 'learned'] and values(compare, 'K') == ['3', '0']
     assert values(compare, 'passes') == ['4.00', '1.00']
     vanilla, _ = load_checkpoint(f'{toy["vanilla"]}/ckpt.pt')
-    delta = vanilla.eval().score(data, 16, 2048)[0].mean() - own.mean()
+    delta = analyze.score(vanilla.eval(), data, 16, 2048)[0].mean() - own.mean()
     assert float(values(compare[1:], 'delta')[0]) == pytest.approx(delta.item(), abs=5e-5)
 
 
@@ -248,6 +247,30 @@ def test_plot_is_written(toy, capsys):
     out, message = run_main(capsys, *toy_args(toy, f'--plot={picture}', f'--compare_ckpts={toy["vanilla"]}'))
     assert message is None and f'wrote {picture}' in out
     assert picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and picture.stat().st_size > 20_000
+
+
+def test_the_plot_names_checkpoints_by_what_they_are_and_leaves_the_backend_alone(toy, capsys, monkeypatch):
+    """Title and legend describe each checkpoint from its contents (kind, shape, step), never by its folder's name;
+    and drawing switches no matplotlib backend (a notebook's stays)."""
+    matplotlib = pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, 'savefig', lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
+    before = matplotlib.get_backend()
+    plt.switch_backend('svg')  # any backend but the Agg a file is drawn with
+    try:
+        out, message = run_main(capsys, *toy_args(toy, f'--plot={toy["root"] / "named.png"}',
+                                                  f'--compare_ckpts={toy["vanilla"]}'))
+        assert message is None and matplotlib.get_backend() == 'svg'
+    finally:
+        plt.switch_backend(before)
+    ax = drawn[0].axes[0]
+    words = [ax.get_title()] + [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not [w for w in words if 'out-' in w or 'ckpt.pt' in w], words
+    assert ax.get_title() == 'AdaPonderLM (2 x 32, K=3, gate-loss weight 0.1, step 20)\non toy, val: 1,984 tokens'
+    assert 'plain model (2 x 32, K=0, step 5), as trained' in words
+
 
 # ---- the logit lens ----
 
@@ -280,7 +303,7 @@ def test_lens_matches_the_model(toy, capsys):
 @pytest.mark.parametrize('args,fragments', [
     (['--bogus=1'], ['unknown setting']),
     (['--mode=dance'], ["mode='dance' must be analyze, lens or curves"]),
-    (['--max_tokens=0'], ['max_tokens=0', 'at least 1']),
+    (['--max_tokens=0'], ['max_tokens=0', 'in [1, inf)']),
     (['--batch_size=many'], ['batch_size must be int']),
     (['--out_dir=out-nothing'], ['no checkpoint at out-nothing/ckpt.pt', 'train.py']),
     (['--split=test'], ['test.bin', 'prepare.py']),
@@ -298,6 +321,16 @@ def test_bad_input_is_one_clear_line(toy, capsys, args, fragments):
     _, message = run_main(capsys, *toy_args(toy), *args)
     assert message is not None and message.startswith('error: ') and '\n' not in message and '; ' in message
     assert all(f in message for f in fragments), message
+
+
+
+def test_a_bad_compare_ckpts_entry_is_blamed_not_out_dir(toy, capsys, tmp_path):
+    _, message = run_main(capsys, *toy_args(toy, '--compare_ckpts=out-nothing'))
+    assert message.startswith('error: compare_ckpts: no checkpoint at out-nothing/ckpt.pt') and 'out_dir' not in \
+        message.replace('--out_dir=out-nothing', '') and 'python train.py --out_dir=out-nothing' in message, message
+    (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
+    _, message = run_main(capsys, *toy_args(toy, f'--compare_ckpts={tmp_path}'))
+    assert message.startswith('error: compare_ckpts: ') and 'not a readable AdaPonder checkpoint' in message
 
 
 def test_missing_meta_and_corrupt_checkpoint(toy, capsys, tmp_path):

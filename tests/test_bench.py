@@ -5,22 +5,25 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from adaponder import AdaPonderLM, preset, save_checkpoint
+from adaponder import AdaPonderLM, preset
+from pretrained import save_checkpoint
 
 BENCH = str(Path(__file__).resolve().parents[1] / 'bench.py')
 TINY = ['--device=cpu', '--n_layer=1', '--n_head=2', '--n_embd=16', '--vocab_size=64', '--block_size=24',
         '--batch_size=1', '--warmup=1', '--iters=1', '--prompt_len=8', '--new_tokens=4', '--prefill_len=16',
-        '--repeats=1', '--decode_batch_sizes=1,3', '--nocache_stride=2', '--n_ponder=2', '--fixed_mean_depth=2.0']
+        '--repeats=1', '--decode_batch_sizes=1,3', '--nocache_stride=2', '--n_ponder=2', '--fixed_mean_depth=2.0',
+        '--sections=train,decode,prefill']
 
 
 def run(monkeypatch, capsys, *args):
     """python bench.py ARGS, in-process; returns its stdout."""
     monkeypatch.setattr(sys, 'argv', ['bench.py', *args])
     runpy.run_path(BENCH, run_name='__main__')
-    return capsys.readouterr().out
+    return re.sub(r'^settings overridden: .*\n', '', capsys.readouterr().out)  # configure's line: not a row
 
 
 def fields(line):
@@ -37,9 +40,9 @@ def test_bench_prints_every_row(monkeypatch, capsys):
     expected = ['bench', 'train K0', 'train K2-none', 'train K2-learned', 'prefill cache-full',
                 'prefill cache-halting']
     expected += [f'decode {mode} {b}' for b in (1, 3) for mode in ('nocache', 'cache-full', 'cache-halting')]
-    expected += [f'target {name}' for name in (
-        'train_mfu_K0', 'train_learned_vs_none', 'decode_cache_vs_nocache_b1', 'decode_halting_b1_frac_of_ideal',
-        'decode_halting_b3_frac_of_ideal', 'prefill_halting_frac_of_ideal')]
+    expected += [f'ideal {name}' for name in (
+        'train_mfu_K0', 'train_learned_vs_none', 'decode_cache_vs_nocache_b1', 'decode_halting_b1',
+        'decode_halting_b3', 'prefill_halting')]
     assert [k for k in expected if k not in rows] == []
     shapes = [line for line in lines if line.startswith('shape ')]
     assert len(shapes) == 5 and 'n_layer=1 ' in shapes[0] and 'new_tokens=4 ' in shapes[2]  # explicit settings win
@@ -54,8 +57,22 @@ def test_bench_prints_every_row(monkeypatch, capsys):
         assert float(halting['ideal']) == pytest.approx(3 / passes, abs=0.02)  # ideal from the realised depth
         ratio = float(halting['vs_cache_full'])
         assert float(halting['frac_of_ideal']) == pytest.approx(ratio / float(halting['ideal']), rel=0.02, abs=0.02)
-    assert rows['target train_mfu_K0']['status'] == 'n/a'  # no peak for a CPU
-    assert rows['target train_learned_vs_none']['status'] in ('MET', 'MISSED')
+    assert rows['ideal train_mfu_K0']['measured'] == 'n/a'  # no peak for a CPU
+    assert 'MET' not in ' '.join(lines) and 'MISSED' not in ' '.join(lines)  # measurements, not verdicts
+    for b in (1, 3):  # each ratio beside its ideal: the same numbers as its row
+        assert rows[f'ideal decode_halting_b{b}']['ideal'] == rows[f'decode cache-halting {b}']['ideal']
+        assert rows[f'ideal decode_halting_b{b}']['measured'] == rows[f'decode cache-halting {b}']['vs_cache_full']
+    assert rows['ideal train_learned_vs_none']['ideal'] == '1.00'
+    # without the cache, new token j reruns its prefix of 8 + j tokens; with it, 8 + 4 - 1 tokens run in all
+    assert float(rows['ideal decode_cache_vs_nocache_b1']['ideal']) == pytest.approx((4 * 8 + 6) / 11, abs=0.01)
+    assert rows['ideal decode_cache_vs_nocache_b1']['measured'] == rows['decode cache-full 1']['vs_nocache']
+
+
+def test_least_spread_depths_are_accepted(monkeypatch, capsys):
+    """Every depth distribution the model has: least spread gives each token floor or ceil of the mean."""
+    lines = run(monkeypatch, capsys, *TINY, '--fixed_depth_dist=least_spread', '--fixed_mean_depth=1.5').splitlines()
+    halting = [fields(line) for line in lines if line.startswith('prefill') and 'mode=cache-halting' in line]
+    assert len(halting) == 1 and float(halting[0]['passes']) == pytest.approx(1.5, abs=0.1)
 
 
 def test_preset_values_unless_set(monkeypatch, capsys):
@@ -64,25 +81,42 @@ def test_preset_values_unless_set(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         runpy.run_path(BENCH, run_name='__main__')  # 'small' has n_embd=256, not a multiple of 3
     assert str(e.value.code) == 'error: n_embd must be a multiple of n_head; fix the setting'
-    assert capsys.readouterr().out == ''
+    assert capsys.readouterr().out == 'settings overridden: device=cpu n_head=3\n'  # and no timing
 
 
 def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
-    """ckpt=: only decoding, the checkpoint's learned halting against full depth, on the same greedy tokens.
-    Gates at s ~ 0.5 with tau = 0.5 halt about half the tokens after each pass."""
+    """ckpt=: only decoding, the checkpoint's learned halting against full depth, on the same greedy tokens, from a
+    prompt that is the start of its dataset's val split, prompt and new tokens within its block size (64 here: 48 +
+    48 asked, 32 + 32 run). Gates at s ~ 0.5 with tau = 0.5 halt about half the tokens after each pass."""
     torch.manual_seed(0)
     model = AdaPonderLM(preset('tiny', n_ponder=3, gate_bias_init=0.0, halt_threshold=0.5))
     save_checkpoint(str(tmp_path / 'ckpt.pt'), model, dataset='toy')
-    lines = run(monkeypatch, capsys, '--device=cpu', f'--ckpt={tmp_path / "ckpt.pt"}', '--prompt_len=8',
-                '--new_tokens=16', '--repeats=1').splitlines()
+    (tmp_path / 'data' / 'toy').mkdir(parents=True)
+    val = np.arange(200, dtype=np.uint16) * 7 % 64  # the val split: a text no random draw gives
+    val.tofile(tmp_path / 'data' / 'toy' / 'val.bin')
+    prompts, generate = [], AdaPonderLM.generate
+
+    def recording(self, idx, max_new_tokens, *args, **kwargs):
+        prompts.append((idx.tolist(), max_new_tokens))
+        return generate(self, idx, max_new_tokens, *args, **kwargs)
+    monkeypatch.setattr(AdaPonderLM, 'generate', recording)
+    where = [f'--ckpt={tmp_path / "ckpt.pt"}', f'--data_dir={tmp_path / "data"}']
+    lines = run(monkeypatch, capsys, '--device=cpu', *where, '--prompt_len=48', '--new_tokens=48',
+                '--repeats=1').splitlines()
     assert [line.split()[0] for line in lines] == ['bench', 'compare', 'bench']  # no training, no shapes
     f = fields(lines[1])
+    assert f['prompt_len'] == '32' and f['new_tokens'] == '32'
+    assert {(tuple(p[0]), n) for p, n in prompts} == {(tuple(val[:32].tolist()), n) for n in (2, 32)}  # warm-up, timed
     assert f['passes_full'] == '4.00' and 1 <= float(f['passes']) < 4
     speedup = float(f['tok/s_adaptive']) / float(f['tok/s_full'])
     assert f['speedup'].endswith('x') and float(f['speedup'][:-1]) == pytest.approx(speedup, rel=0.01)
     model.eval()
-    _, depth = model.generate(torch.randint(64, (1, 8), generator=torch.Generator().manual_seed(1337)), 16, 0)
+    _, depth = generate(model, torch.from_numpy(val[:32].astype(np.int64))[None], 32, 0)
     assert float(f['passes']) == pytest.approx(depth.float().mean().item(), abs=0.005)  # the same greedy run
+    (tmp_path / 'data' / 'toy' / 'val.bin').unlink()
+    with pytest.raises(SystemExit) as e:
+        run(monkeypatch, capsys, '--device=cpu', *where)
+    assert 'val.bin' in str(e.value.code) and 'prepare' in str(e.value.code)
 
 
 @pytest.mark.parametrize('args,message', [(['--nope=1'], "unknown setting 'nope'"),
@@ -98,3 +132,24 @@ def test_bad_settings_are_one_clear_line(args, message, monkeypatch):
         runpy.run_path(BENCH, run_name='__main__')
     error = str(e.value.code)
     assert error.startswith('error: ') and '\n' not in error and message in error, error
+
+
+def test_training_with_halting_rows(monkeypatch, capsys):
+    """Section 4: each halting setting's training step against full depth, beside its ideal. Every way of
+    computing the same setting (the running rows, every row, queries only) gives the same loss."""
+    out = run(monkeypatch, capsys, '--device=cpu', '--sections=skip', '--skip_shapes=1x16x24,1x32x32',
+              '--skip_batch=4', '--skip_iters=1', '--skip_passes=2.0,1.5', '--queries_only_from=32')
+    rows = [fields(line) for line in out.splitlines() if line.startswith('train_skip ')]
+    names = [(r['shape'], r['halting']) for r in rows]
+    assert names == [(s, h) for s in ('1x16', '1x32') for h in ('full', 'nobody_halts', 'learned@2', 'every_row@2')
+                     + (('queries_only@2',) if s == '1x32' else ()) + ('learned@1.5',)]
+    for r in rows:
+        assert float(r['ideal']) == pytest.approx(float(r['passes']) / 4, abs=0.01)
+        assert float(r['gap']) == pytest.approx(float(r['vs_full']) - float(r['ideal']), abs=0.011)
+    for shape in ('1x16', '1x32'):
+        by = {r['halting']: r for r in rows if r['shape'] == shape}
+        assert by['full']['passes'] == by['nobody_halts']['passes'] == '4.00'
+        assert float(by['learned@2']['passes']) == pytest.approx(2.0, abs=0.15)  # tau found by bisection
+        same = [by[h]['loss'] for h in ('learned@2', 'every_row@2', 'queries_only@2') if h in by]
+        assert all(float(loss) == pytest.approx(float(same[0]), abs=1e-5) for loss in same)
+    assert 'ideal name=train_skip_1x32_T32_learned@2' in out

@@ -72,3 +72,23 @@ def test_train_py_on_cuda_with_compile(tmp_path):
     evals = [line for line in result.stdout.splitlines() if line.startswith('eval step=40 ')]
     assert len(evals) == 1 and 'val_loss=nan' not in evals[0]
     assert os.path.isfile(tmp_path / 'out' / 'ckpt.pt')
+
+
+def test_eager_training_on_running_rows_equals_every_row_on_cuda():
+    """The skip path (eager training computes only the running tokens) on CUDA kernels: the same depths as
+    the static path, logits within the CPU test's bf16 tolerance, and a gradient in every gate."""
+    model = varied_depth_model().train()
+    idx = torch.randint(0, V, (4, T), device='cuda', generator=torch.Generator('cuda').manual_seed(2))
+    outs = []
+    for static in (False, True):
+        model.static_shapes = static
+        model.zero_grad()
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            out = model(idx, idx.roll(-1, dims=1))
+        out.loss.backward()
+        outs.append((out, [p.grad.clone() for gate in model.gates for p in gate.parameters()]))
+    (skip, skip_grads), (every, every_grads) = outs
+    assert torch.equal(skip.depth, every.depth) and 1 < skip.depth.float().mean() < 4
+    tolerance = 4 * 2 ** -8 * every.logits.float().abs().max().item()
+    torch.testing.assert_close(skip.logits.float(), every.logits.float(), atol=tolerance, rtol=0)
+    assert all(torch.isfinite(g).all() for g in skip_grads)

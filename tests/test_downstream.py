@@ -14,8 +14,10 @@ lm_eval = pytest.importorskip('lm_eval')  # an optional extra: pip install lm-ev
 import lm_eval.evaluator  # noqa: E402
 import lm_eval.tasks  # noqa: E402
 
+import analyze  # noqa: E402
 import downstream  # noqa: E402
-from adaponder import AdaPonderLM, preset, save_checkpoint  # noqa: E402
+from adaponder import AdaPonderLM, preset  # noqa: E402
+from pretrained import save_checkpoint  # noqa: E402
 
 SETTINGS = {k: v for k, v in vars(downstream).items()  # downstream's defaults, restored before every main()
             if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
@@ -119,7 +121,7 @@ def test_harness_scores_as_the_model_does(setup, monkeypatch, capsys):
 
     start = CHARS.index('\n')  # an empty context is a newline on a character vocabulary
     for s, doc in zip(samples('t_text'), setup['docs']):
-        nll, depth, *_ = model.score(np.array([start] + [CHARS.index(c) for c in doc['text']]))
+        nll, depth, *_ = analyze.score(model, np.array([start] + [CHARS.index(c) for c in doc['text']]))
         assert len(nll) == 128 and s['resps'][0][0] == pytest.approx(-nll.sum().item(), abs=1e-4)
         assert s['passes'] == [pytest.approx(depth.float().mean().item())]
     assert 'bits_per_byte' in lines['name=t_text']
@@ -127,6 +129,25 @@ def test_harness_scores_as_the_model_does(setup, monkeypatch, capsys):
     first = samples('t_gen')[0]
     assert first['resps'][0][0] == setup['generated'] and len(first['passes']) == 1
     assert json.loads((results / 'results_tau0.5_cap3.json').read_text())['results']['t_gen']['passes'] > 0
+
+
+
+def test_generation_stops_at_the_end_of_text(setup, monkeypatch):
+    """A dataset with an end-of-text token (the BPE ones): generation stops there, before the task's `until` string
+    or max_gen_toks, and the passes of the end token, which was computed, are counted. Here the end token stands
+    for a character the greedy continuation holds; a character dataset has none (end_of_text: None)."""
+    from types import SimpleNamespace
+    model, prompt = setup['model'], setup['docs'][0]['prompt']
+    out = greedy(model, prompt)
+    k = next(i for i in range(1, len(out)) if out[i] not in out[:i])  # its first appearance, not at the start
+    harness = downstream.AdaPonderHarness(model, lambda s: [CHARS.index(c) for c in s], lambda ids: ''.join(
+        CHARS[i] for i in ids), CHARS.index('\n'), 1, end_token=CHARS.index(out[k]))
+    request = SimpleNamespace(args=(prompt, dict(until=['never'], max_gen_toks=20)), task_name='t', doc_id=0, idx=0)
+    assert harness.generate_until([request]) == [out[:k]]
+    assert harness.passes['t'][1] == k + 1  # k tokens of text and the end token
+    monkeypatch.setattr(downstream, 'data_dir', str(setup['root'] / 'data'))
+    assert downstream.end_of_text(dict(dataset='chars')) is None  # characters: no end-of-text token
+    assert downstream.end_of_text(dict(dataset='no_meta')) == 50256  # GPT-2's, as load_tokenizer assumes there
 
 
 def test_the_dial_prints_passes_against_accuracy(setup, monkeypatch, capsys):
@@ -167,10 +188,10 @@ def test_the_harness_loads_a_checkpoint_without_gates(setup, tmp_path, monkeypat
 def test_init_from_imports_without_gates(setup, monkeypatch, capsys):
     """init_from: the model from_pretrained reads (here a stand-in: the import is tests/test_pretrained.py's), with
     halting='none', its tokenizer the dataset's; a cap of 0 is the plain one-pass model."""
-    def stand_in(cls, name, **overrides):
+    def stand_in(name, **overrides):
         assert name == 'some/ponderlm' and overrides == dict(halting='none')
         return AdaPonderLM(preset('tiny', vocab_size=len(CHARS), **overrides))
-    monkeypatch.setattr(AdaPonderLM, 'from_pretrained', classmethod(stand_in))
+    monkeypatch.setattr(downstream, 'from_pretrained', stand_in)
     out, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--init_from=some/ponderlm',
                      '--dataset=chars', '--n_ponder=3,0')
     assert error is None and 'ckpt=some/ponderlm dataset=chars halting=none K=3' in out

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaponder import AdaPonderConfig, AdaPonderLM, TrainingKV, KVCache, preset
+from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, preset, random_depths
 
 V, T = 64, 24
 
@@ -130,27 +130,28 @@ def test_no_pondering_is_a_plain_transformer():
 
 # ---- monotone halting and KV reuse ----
 
-class RecordingKV(TrainingKV):
-    """TrainingKV that records each pass's mask and the keys/values attention actually used."""
+def recording(context):
+    """A training pass context that records each pass's mask and the keys/values attention actually used."""
+    class Recording(context):
+        masks, keys = [], []
 
-    def __init__(self, *a):
-        super().__init__(*a)
-        self.masks, self.keys = [], []
+        def begin_pass(self, i, running):
+            self.masks.append(running.clone())
+            self.keys.append({})
+            super().begin_pass(i, running)
 
-    def begin_pass(self, i, active):
-        self.masks.append(active.clone())
-        self.keys.append({})
-        return super().begin_pass(i, active)
-
-    def attend(self, layer, q, k, v):
-        y = super().attend(layer, q, k, v)
-        self.keys[-1][layer] = torch.cat(self.prev[layer], -1)  # (B, T, nh, 2 hs) after KV alignment
-        return y
+        def attend(self, layer, q, k, v):
+            y = super().attend(layer, q, k, v)
+            self.keys[-1][layer] = torch.cat(self.prev[layer], -1)  # (B, T, nh, 2 hs) after the KV reuse
+            return y
+    return Recording
 
 
-def test_halting_is_monotone_and_halted_keys_freeze():
+@pytest.mark.parametrize('context', [AllRows, RunningRows])
+def test_halting_is_monotone_and_halted_keys_freeze(context):
     model, idx = make_model(), tokens()
-    kv = RecordingKV((model.rope_cos, model.rope_sin), T, 0.0)
+    kv = recording(context)((model.rope_cos, model.rope_sin), T, 0.0)
+    kv.masks, kv.keys = [], []
     with torch.no_grad():
         _, depth, _ = model.ponder(idx, kv)
     masks = torch.stack(kv.masks)  # (K+1, B, T)
@@ -220,12 +221,11 @@ def test_step_runs_only_active_rows():
 
 # ---- the rest of the public surface ----
 
-@pytest.mark.parametrize('dist', ['uniform', 'geometric'])
+@pytest.mark.parametrize('dist', ['uniform', 'geometric', 'least_spread'])
 @pytest.mark.parametrize('mean', [1.5, 2.0, 3.2])
 def test_fixed_depth_has_configured_mean(dist, mean):
-    model = make_model('fixed', fixed_depth_dist=dist, fixed_mean_depth=mean)
     torch.manual_seed(0)
-    depth = model.sample_fixed_depth((200_000,), 'cpu')
+    depth = random_depths((200_000,), 4, mean, dist, 'cpu')
     assert depth.min() >= 1 and depth.max() <= 4
     assert depth.float().mean().item() == pytest.approx(mean, abs=0.02)
 
@@ -324,7 +324,8 @@ def test_gate_loss_is_zero_when_every_token_halted_at_the_first_gate():
 def test_forward_gate_loss_counts_only_gates_that_let_their_token_go_on():
     """Recompute the gate loss from the recorded masks: gate i's entries count where the token runs pass i+1."""
     model, idx = make_model(), tokens()
-    kv = RecordingKV((model.rope_cos, model.rope_sin), T, 0.0)
+    kv = recording(AllRows)((model.rope_cos, model.rope_sin), T, 0.0)
+    kv.masks, kv.keys = [], []
     _, depth, (gates, _) = model.ponder(idx, kv)
     masks = kv.masks[1:] + [torch.zeros_like(kv.masks[0])] * (len(gates) + 1 - len(kv.masks))
     live_values = torch.cat([g[m] for g, m in zip(gates, masks)]).sort().values
@@ -393,3 +394,137 @@ def test_generation_past_the_context_restarts_from_the_last_half():
     out, depth = model.generate(idx, n, temperature=0)
     ref, ref_depth = reference_generate(model, idx, n)
     assert torch.equal(out, ref) and torch.equal(depth, ref_depth)
+
+
+# ---- training computes only the tokens still running, and equals the static path ----
+
+def loss_and_grads(model, idx, targets, static, seed=5):
+    """One training forward and backward on the skip path (RunningRows) or the static one (AllRows)."""
+    model.zero_grad()
+    model.static_shapes = static
+    torch.manual_seed(seed)  # halting='fixed' draws its depths here: the same draws on both paths
+    out = model(idx, targets, bottom_k_frac=0.3)
+    out.loss.backward()
+    return out, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('halting', ['learned', 'fixed', 'none'])
+def test_training_on_running_rows_equals_every_row(halting):
+    """The loss, logits, depths and every gradient of the skip path equal the static path's: halted tokens
+    change nothing there but cost nothing here. fp32: logits to 1e-5, gradients to 1e-4 relative."""
+    model, idx, targets = make_model(halting).train(), tokens(), tokens(seed=3)
+    skip, skip_grads = loss_and_grads(model, idx, targets, static=False)
+    every, every_grads = loss_and_grads(model, idx, targets, static=True)
+    assert torch.equal(skip.depth, every.depth)
+    if halting != 'none':
+        assert 1 < skip.depth.float().mean() < 4  # tokens really halt at different passes
+    torch.testing.assert_close(skip.logits, every.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(skip.loss, every.loss, atol=1e-5, rtol=0)
+    for name, grad in every_grads.items():
+        assert grad.abs().sum() > 0 or name.startswith('gates.'), name  # every backbone weight learns
+        assert (skip_grads[name] - grad).norm() <= 1e-4 * grad.norm() + 1e-12, name
+
+
+def test_training_runs_blocks_and_gates_on_running_rows_only():
+    """Rows entering the blocks and each gate in a training step: exactly the tokens running that pass,
+    none halted, none of the running ones left out."""
+    model, idx = make_model().train(), tokens()
+    rows = {'block': [], 'gate': []}
+    hooks = [model.blocks[0].register_forward_hook(lambda m, args, out: rows['block'].append(args[0].shape[0]))]
+    hooks += [g.register_forward_hook(lambda m, args, out: rows['gate'].append(args[0].shape[0]))
+              for g in model.gates]
+    try:
+        depth = model(idx, tokens(seed=3)).depth
+    finally:
+        for hook in hooks:
+            hook.remove()
+    running = [int((depth > i).sum()) for i in range(4)]  # tokens that ran pass i
+    assert rows['block'] == running and rows['gate'] == running[:3]
+    assert running[0] == depth.numel() > running[1] > running[3] > 0
+
+
+@pytest.mark.parametrize('halting', ['learned', 'fixed'])
+def test_training_on_running_rows_under_bf16_autocast(halting):
+    """Under bf16 the two paths multiply matrices of different shapes ((N, C) against (B*T, C)), so roundings
+    differ: logits may differ by a few bf16 steps (2**-8 relative) at the logits' scale, as decoding does
+    against the forward; the depths must not differ (the gates are far from tau here)."""
+    model, idx, targets = make_model(halting).train(), tokens(), tokens(seed=3)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        skip, skip_grads = loss_and_grads(model, idx, targets, static=False)
+        every, every_grads = loss_and_grads(model, idx, targets, static=True)
+    assert torch.equal(skip.depth, every.depth)
+    tolerance = 4 * 2 ** -8 * every.logits.float().abs().max().item()
+    torch.testing.assert_close(skip.logits.float(), every.logits.float(), atol=tolerance, rtol=0)
+    for name, grad in every_grads.items():  # bf16 gradients: a few percent of the gradient's norm
+        assert (skip_grads[name] - grad).norm() <= 0.05 * grad.norm() + 1e-6, name
+
+
+def test_a_pass_where_every_token_halted_still_trains_every_gate():
+    """tau = 1: every token halts after the first pass, so later passes run on no rows at all; each gate still
+    takes part in the graph (DDP would otherwise wait for its gradient), with gradient 0."""
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=V, n_ponder=3, halt_threshold=1.0))  # s ~ 0.95 < 1
+    out = model(tokens(), tokens(seed=3))
+    out.loss.backward()
+    assert (out.depth == 1).all()
+    assert all(p.grad is not None for gate in model.gates for p in gate.parameters())
+
+
+def test_the_rule_picks_static_shapes_where_nobody_halts_or_under_compile():
+    model = make_model()
+    assert isinstance(model.training_context(T), RunningRows)
+    assert isinstance(make_model('none').training_context(T), AllRows)  # PonderLM: nobody halts
+    assert isinstance(make_model(n_ponder=0).training_context(T), AllRows)
+    model.static_shapes = True
+    assert isinstance(model.training_context(T), AllRows)
+
+
+# ---- the config checks itself; set_inference is the one way to change how a model runs ----
+
+@pytest.mark.parametrize('bad,fragment', [
+    (dict(n_embd=30, n_head=4), 'n_head'), (dict(halting='sometimes'), 'halting'),
+    (dict(fixed_depth_dist='poisson'), 'fixed_depth_dist'), (dict(halt_threshold=float('nan')), 'halt_threshold'),
+    (dict(halt_threshold=1.5), 'halt_threshold'), (dict(n_ponder=-1), 'n_ponder'), (dict(n_layer=2.5), 'n_layer'),
+    (dict(ponder_lambda=float('inf')), 'ponder_lambda'), (dict(dropout=1.0), 'dropout'),
+    (dict(bottom_k_frac=-0.1), 'bottom_k_frac'), (dict(halting='learned', gated=False), 'gates')])
+def test_config_refuses_values_that_mean_nothing(bad, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        preset('tiny', **bad)
+
+
+def test_set_inference_checks_and_returns_what_it_replaced():
+    model = make_model()
+    old = model.set_inference(halt_threshold=0.1, n_ponder=1)
+    assert old == dict(halt_threshold=0.5, n_ponder=3) and model.config.n_ponder == 1
+    assert (model(tokens()).depth <= 2).all()
+    model.set_inference(**old)
+    assert model.config.halt_threshold == 0.5 and model.config.n_ponder == 3
+    for bad, fragment in [(dict(n_ponder=4), 'only be lowered'), (dict(n_layer=1), 'cannot change'),
+                          (dict(halting='maybe'), 'halting'), (dict(halt_threshold=-1), 'halt_threshold')]:
+        with pytest.raises(ValueError, match=fragment):
+            model.set_inference(**bad)
+    assert model.config.n_ponder == 3  # a refused change changes nothing
+    with pytest.raises(ValueError, match='needs gates'):
+        make_model('none').set_inference(halting='learned')
+
+
+def test_a_checkpoint_keeps_the_models_k_under_a_cap(tmp_path):
+    from pretrained import load_checkpoint, save_checkpoint
+    model = make_model()
+    model.set_inference(n_ponder=1)  # as train.py's one_pass_iters and analyze.py's caps do
+    save_checkpoint(str(tmp_path / 'ckpt.pt'), model)
+    loaded, ckpt = load_checkpoint(str(tmp_path / 'ckpt.pt'))
+    assert ckpt['model_args']['n_ponder'] == 3 and len(loaded.gates) == 3
+
+
+@pytest.mark.parametrize('halting', ['learned', 'none'])
+def test_a_checkpoint_saved_before_gated_existed_loads(tmp_path, halting):
+    """Checkpoints written before the config had `gated` say only `halting`: gates exist where it is 'learned'."""
+    from pretrained import load_checkpoint
+    from dataclasses import asdict
+    model = make_model(halting)
+    args = {k: v for k, v in asdict(model.config).items() if k != 'gated'}
+    torch.save(dict(model=model.state_dict(), model_args=args), tmp_path / 'old.pt')
+    loaded, _ = load_checkpoint(str(tmp_path / 'old.pt'))
+    assert loaded.config.gated == (halting == 'learned')
+    torch.testing.assert_close(loaded(tokens()).logits, model(tokens()).logits)

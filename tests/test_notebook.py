@@ -16,7 +16,7 @@ FAST = {'TUTORIAL_ITERS': '10',
 
 
 def test_tutorial_runs(tmp_path, monkeypatch):
-    for script in [*ROOT.glob('*.py'), *ROOT.glob('data/*/prepare.py')]:  # the notebook runs train.py
+    for script in [*ROOT.glob('*.py'), *ROOT.glob('data/*.py'), *ROOT.glob('data/*/prepare.py')]:  # it runs train.py
         copy = tmp_path / script.relative_to(ROOT)
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(script, copy)

@@ -10,7 +10,7 @@ import threading
 import pytest
 import torch
 
-from adaponder import AdaPonderLM
+from pretrained import from_pretrained
 
 transformers = pytest.importorskip('transformers')  # test extras (tests/requirements.txt): skip cleanly without
 safetensors = pytest.importorskip('safetensors.torch')
@@ -41,7 +41,7 @@ def max_logit_diff(hf, model, T=48):
 @pytest.mark.parametrize('parallel_residual', [True, False])
 def test_import_reproduces_reference_logits(tmp_path, parallel_residual):
     hf = reference(tmp_path, use_parallel_residual=parallel_residual)
-    model = AdaPonderLM.from_pretrained(tmp_path, n_ponder=0).eval()  # a Path or a str
+    model = from_pretrained(tmp_path, n_ponder=0).eval()  # a Path or a str
     cfg = model.config
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.block_size) == (2, 4, 64, V, 64)
     assert cfg.parallel_residual == parallel_residual and cfg.rotary_pct == 0.25
@@ -61,14 +61,14 @@ def test_pythia_style_checkpoint(tmp_path):
         weights[f'gpt_neox.layers.{i}.attention.bias'] = torch.ones(1, 1, 64, 64, dtype=torch.bool).tril()
         weights[f'gpt_neox.layers.{i}.attention.rotary_emb.inv_freq'] = torch.ones(8)
     torch.save(weights, tmp_path / 'pytorch_model.bin')
-    model = AdaPonderLM.from_pretrained(str(tmp_path), n_ponder=0, block_size=32).eval()
+    model = from_pretrained(str(tmp_path), n_ponder=0, block_size=32).eval()
     assert (model.config.rotary_pct, model.config.rotary_base, model.config.block_size) == (0.5, 500.0, 32)
     assert max_logit_diff(hf, model, T=32) < 1e-4
 
 
 def test_pondering_on_an_imported_backbone(tmp_path):
     hf = reference(tmp_path)
-    model = AdaPonderLM.from_pretrained(str(tmp_path), n_ponder=3, halting='learned').eval()
+    model = from_pretrained(str(tmp_path), n_ponder=3, halting='learned').eval()
     assert len(model.gates) == 3
     for gate in model.gates:  # new, at their init: training starts as plain PonderLM
         assert gate[-1].bias.item() == model.config.gate_bias_init
@@ -80,17 +80,17 @@ def test_pondering_on_an_imported_backbone(tmp_path):
 
 def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match='neither a directory nor a model-hub id'):
-        AdaPonderLM.from_pretrained('no-such-dir')
+        from_pretrained('no-such-dir')
     with pytest.raises(FileNotFoundError, match='needs config.json and model.safetensors or pytorch_model.bin'):
-        AdaPonderLM.from_pretrained(str(tmp_path))
+        from_pretrained(str(tmp_path))
     reference(tmp_path / 'ref')
     for bad in [dict(n_embd=32), dict(block_size=128), dict(no_such_field=1)]:
         with pytest.raises(ValueError, match='conflicts with the checkpoint|unknown config field'):
-            AdaPonderLM.from_pretrained(str(tmp_path / 'ref'), **bad)
+            from_pretrained(str(tmp_path / 'ref'), **bad)
     config = json.loads((tmp_path / 'ref' / 'config.json').read_text())
     (tmp_path / 'ref' / 'config.json').write_text(json.dumps({**config, 'hidden_act': 'relu'}))
     with pytest.raises(ValueError, match="hidden_act='relu'"):
-        AdaPonderLM.from_pretrained(str(tmp_path / 'ref'))
+        from_pretrained(str(tmp_path / 'ref'))
 
 
 def test_hub_id_through_the_hugging_face_cache(tmp_path, hf_cache):
@@ -98,7 +98,7 @@ def test_hub_id_through_the_hugging_face_cache(tmp_path, hf_cache):
     earlier run left it (hf_cache is offline: a file not there would be an error, not a download)."""
     hf = reference(tmp_path / 'ref')
     hf_cache('EleutherAI/pythia-70m', {f: tmp_path / 'ref' / f for f in ['config.json', 'model.safetensors']})
-    model = AdaPonderLM.from_pretrained('pythia-70m', n_ponder=0).eval()
+    model = from_pretrained('pythia-70m', n_ponder=0).eval()
     torch.testing.assert_close(model.wte.weight, hf.gpt_neox.embed_in.weight, rtol=0, atol=0)
     assert max_logit_diff(hf, model) < 1e-4
 
@@ -114,7 +114,7 @@ def test_any_hub_id_and_sharded_weights(tmp_path, hf_cache):
         torch.save({k: weights[k] for k in keys}, tmp_path / file)
     files = {'config.json': tmp_path / 'ref' / 'config.json', **{f: tmp_path / f for f in halves}}
     hf_cache('someone/tiny-neox', files)
-    assert max_logit_diff(hf, AdaPonderLM.from_pretrained('someone/tiny-neox', n_ponder=0).eval()) < 1e-4
+    assert max_logit_diff(hf, from_pretrained('someone/tiny-neox', n_ponder=0).eval()) < 1e-4
 
 
 class GatedHub(http.server.BaseHTTPRequestHandler):
@@ -135,7 +135,7 @@ def test_hub_errors_are_one_line_with_the_fix(hf_cache, monkeypatch):
 
     def error(match):
         with pytest.raises(ValueError, match=match) as e:
-            AdaPonderLM.from_pretrained('pythia-70m')
+            from_pretrained('pythia-70m')
         assert '\n' not in str(e.value)
     error(r'could not download EleutherAI/pythia-70m .*HF_HUB_OFFLINE.*HF_ENDPOINT.*local directory')  # nothing cached
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
@@ -186,7 +186,7 @@ def official_ponderlm_logits(hf, idx, K, scale_embeds, multiply):
 @pytest.mark.parametrize('multiply', [False, True])
 def test_ponderlm_import_reproduces_the_official_forward(tmp_path, scale_embeds, multiply):
     hf = ponderlm_checkpoint(tmp_path, scale_embeds, multiply)
-    model = AdaPonderLM.from_pretrained(tmp_path, halting='none').eval()
+    model = from_pretrained(tmp_path, halting='none').eval()
     cfg = model.config
     assert cfg.n_ponder == 3 and cfg.first_embed_mult == (3 if multiply else 1)
     assert cfg.embed_scale == pytest.approx(8.0 if scale_embeds else 1.0)  # sqrt(64)
@@ -197,7 +197,7 @@ def test_ponderlm_import_reproduces_the_official_forward(tmp_path, scale_embeds,
     assert (ours.depth == 4).all()
     assert (official - ours.logits).abs().max().item() < 1e-4
     # as an AdaPonderLM (new gates) it decodes what its forward computes, with these embedding scales too
-    adaptive = AdaPonderLM.from_pretrained(tmp_path).eval()
+    adaptive = from_pretrained(tmp_path).eval()
     cache = adaptive.new_cache(2, 32)
     steps = [adaptive.step(idx[:, :20], cache), adaptive.step(idx[:, 20:], cache)]
     full = adaptive(idx)
@@ -208,10 +208,10 @@ def test_ponderlm_import_reproduces_the_official_forward(tmp_path, scale_embeds,
 def test_ponderlm_pondering_comes_from_the_checkpoint(tmp_path):
     ponderlm_checkpoint(tmp_path, True, True)
     with pytest.raises(ValueError, match='n_ponder=2 conflicts with the checkpoint'):
-        AdaPonderLM.from_pretrained(tmp_path, n_ponder=2)
+        from_pretrained(tmp_path, n_ponder=2)
     with pytest.raises(ValueError, match='embed_scale=1.0 conflicts'):
-        AdaPonderLM.from_pretrained(tmp_path, embed_scale=1.0)
-    model = AdaPonderLM.from_pretrained(tmp_path, halt_threshold=0.01)  # the gates' knobs are ours to set
+        from_pretrained(tmp_path, embed_scale=1.0)
+    model = from_pretrained(tmp_path, halt_threshold=0.01)  # the gates' knobs are ours to set
     assert len(model.gates) == 3 and model.config.halt_threshold == 0.01
 
 
@@ -221,6 +221,6 @@ def test_safetensors_package_missing(tmp_path, monkeypatch):
     monkeypatch.setattr('importlib.util.find_spec', lambda name, *a: None if name == 'safetensors' else
                         real_find_spec(name, *a))
     with pytest.raises(ValueError, match='pip install safetensors'):
-        AdaPonderLM.from_pretrained(str(tmp_path))
+        from_pretrained(str(tmp_path))
     torch.save(load_file(tmp_path / 'model.safetensors'), tmp_path / 'pytorch_model.bin')  # then the .bin is read
-    assert max_logit_diff(hf, AdaPonderLM.from_pretrained(str(tmp_path), n_ponder=0).eval()) < 1e-4
+    assert max_logit_diff(hf, from_pretrained(str(tmp_path), n_ponder=0).eval()) < 1e-4

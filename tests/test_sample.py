@@ -7,14 +7,16 @@ import re
 import runpy
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-import configurator
 import sample
-from adaponder import AdaPonderLM, load_checkpoint, preset, save_checkpoint
+from adaponder import AdaPonderLM, preset
+from pretrained import load_checkpoint, save_checkpoint
+from data.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = '🦜 héllo wörld<|endoftext|>'  # an emoji is several BPE tokens
@@ -46,7 +48,7 @@ def run(monkeypatch, capsys, *args):
     except SystemExit as e:
         error = str(e.code)
         assert error.startswith('error: ') and '\n' not in error and '; ' in error, error  # problem; fix
-    return capsys.readouterr().out, error
+    return re.sub(r'^settings overridden: .*\n', '', capsys.readouterr().out), error  # configure's line: not samples
 
 
 def parse_plain(text):
@@ -95,6 +97,17 @@ def test_a_cap_counts_flops_against_the_trained_full_depth(toy, monkeypatch, cap
     expected = capped.flops_per_token(hist)['total'] / full.flops_per_token([0, 0, 0, 1])['total']
     assert float(s['flops_vs_full']) == pytest.approx(expected, abs=0.005)
     assert expected < capped.flops_per_token(hist)['vs_full_depth'] - 0.05  # not the capped model's full depth
+
+
+
+def test_tokens_per_second_leave_out_the_terminal(toy, monkeypatch, capsys):
+    """tok/s is the model's speed: a slow terminal (here 50 ms a print) does not lower it. With the printing
+    counted, 20 tokens would take over a second: under 20 tok/s."""
+    import builtins
+    print_, slow = builtins.print, lambda *args, **kwargs: (time.sleep(0.05), print_(*args, **kwargs))
+    monkeypatch.setattr(builtins, 'print', slow)
+    out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=1', '--max_new_tokens=20')
+    assert error is None and float(stats(out)[0]['tok/s']) > 100
 
 
 # ---- colours, the plain form, the HTML page ----
@@ -177,6 +190,20 @@ def test_image_rows(tmp_path):
     assert w200 == w80 and h200 > h80
 
 
+
+def test_drawing_leaves_the_matplotlib_backend_alone(tmp_path):
+    """write_image draws without pyplot: a notebook's or a GUI's backend is the same after a picture."""
+    matplotlib = pytest.importorskip('matplotlib')
+    import matplotlib.pyplot as plt
+    before = matplotlib.get_backend()
+    plt.switch_backend('svg')  # any backend but the Agg a file is drawn with
+    try:
+        sample.write_image(str(tmp_path / 'a.png'), 'A:', [([('12', 2)], 'sample i=0')], sample.PALETTE[:4])
+        assert matplotlib.get_backend() == 'svg' and (tmp_path / 'a.png').read_bytes()[:4] == b'\x89PNG'
+    finally:
+        plt.switch_backend(before)
+
+
 def test_image_without_matplotlib_fails_before_sampling(toy, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib now fails
     out, error = run(monkeypatch, capsys, *toy['args'], '--image=samples.png')
@@ -219,7 +246,7 @@ def test_bpe_streams_whole_characters(encoding, tmp_path, monkeypatch, capsys):
     token that ends inside a character shows nothing, and the padding id shows as U+FFFD."""
     args = bpe_checkpoint(tmp_path, encoding)
     vocab_size = 50304 if encoding == 'gpt2' else 320
-    encode, _ = configurator.load_tokenizer(str(tmp_path / 'data'), dict(dataset='bpe'), vocab_size)
+    encode, _ = load_tokenizer(str(tmp_path / 'data'), dict(dataset='bpe'), vocab_size)
     ids = encode(TEXT) + [vocab_size - 1] + encode(' ok')
 
     def scripted(self, idx, max_new_tokens, temperature=1.0, top_k=None):
@@ -251,11 +278,11 @@ def test_import_has_no_side_effects(monkeypatch, capsys):
 
 @pytest.mark.parametrize('args,fragment', [
     (['--bogus=1'], "unknown setting 'bogus'"),
-    (['--top_k=0'], 'top_k must be >= 1'),
+    (['--top_k=0'], 'top_k=0 is out of range; pass --top_k=<an integer in [1, inf)>'),
     (['--max_new_tokens=0'], 'max_new_tokens'),
-    (['--temperature=-1'], 'temperature >= 0'),
-    (['--halt_threshold=abc'], 'halt_threshold a number'),
-    (['--n_ponder=-1'], 'n_ponder an integer >= 0'),
+    (['--temperature=-1'], 'temperature=-1.0 is out of range; pass --temperature=<a number in [0, inf)>'),
+    (['--halt_threshold=abc'], 'halt_threshold=abc is out of range; pass --halt_threshold=<a number in [0, 1]>'),
+    (['--n_ponder=-1'], 'n_ponder=-1 is out of range; pass --n_ponder=<an integer in [0, inf)>'),
     (['--n_ponder=7'], 'n_ponder can only be lowered'),
     (['--start=A:Z1@'], "characters not in the vocabulary: '@', 'Z'; use only these: "),
     (['--start='], 'the prompt is empty'),
@@ -264,7 +291,7 @@ def test_import_has_no_side_effects(monkeypatch, capsys):
     (['--start=FILE:latin1.txt'], 'cannot read the prompt FILE:latin1.txt (not UTF-8)'),
     (['--data_dir=nowhere'], 'no nowhere/toy/meta.json'),
     (['--out_dir=nowhere'], 'no checkpoint at nowhere/ckpt.pt'),
-    (['--html=no/such/folder/s.html'], "the folder of html='no/such/folder/s.html' or image='' does not exist"),
+    (['--html=no/such/folder/s.html'], 'cannot write html=no/such/folder/s.html: no such folder'),
 ])
 def test_bad_input_is_one_clear_line(args, fragment, toy, monkeypatch, capsys):
     monkeypatch.chdir(toy['root'])
@@ -291,6 +318,7 @@ def test_the_script_exits_1_with_one_line_on_stderr(toy):
     """The one subprocess: the real exit status and stderr of `python sample.py` on bad input."""
     result = subprocess.run([sys.executable, str(ROOT / 'sample.py'), *toy['args'], '--start=C:@'],
                             capture_output=True, text=True)
-    assert result.returncode == 1 and result.stdout == ''
+    assert result.returncode == 1 and result.stdout.startswith('settings overridden: out_dir=')  # and no sample
+    assert len(result.stdout.splitlines()) == 1
     assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith('error: ')
     assert "not in the vocabulary: '@'" in result.stderr and 'Traceback' not in result.stderr

@@ -15,7 +15,8 @@ import sys
 import pytest
 import torch
 
-from adaponder import AdaPonderLM, load_checkpoint
+from adaponder import AdaPonderLM
+from pretrained import from_pretrained, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--device=cpu', '--n_layer=1', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=4',
@@ -168,12 +169,14 @@ def test_killed_save_keeps_previous_checkpoint_and_resume_is_exact(straight, tmp
 
 def test_ddp_two_cpu_processes_agree_and_toy_data_is_made_when_missing(tmp_path):
     data_dir = tmp_path / 'data'  # empty: rank 0 prepares the toy dataset while rank 1 waits
+    # tau = 1: every token halts after its first pass, so the later passes run on no rows at all; DDP must
+    # still find every gate in the graph (no unused-parameter error)
     result = train(f'--data_dir={data_dir}', f'--out_dir={tmp_path}', '--max_iters=3', '--eval_interval=3',
-                   '--gradient_accumulation_steps=2', *TINY,
+                   '--gradient_accumulation_steps=2', '--halt_threshold=1.0', *TINY,
                    launcher=['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'])
     assert os.path.getsize(data_dir / 'toy' / 'train.bin') > 0
     assert 'ddp ranks_agree=True world_size=2' in result.stdout  # each rank's weights vs rank 0's, bit for bit
-    assert load(tmp_path)['iter_num'] == 3
+    assert load(tmp_path)['iter_num'] == 3 and 'passes=1.00' in result.stdout
 
 
 def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp_path, monkeypatch):
@@ -190,7 +193,7 @@ def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp
     rates = {group['lr_mult']: group['lr'] for group in checkpoint['optimizer']['param_groups']}
     assert rates.keys() == {1.0, 10.0} and rates[10.0] == pytest.approx(10 * rates[1.0])  # the gates learn faster
     trained = checkpoint['model']
-    pretrained = AdaPonderLM.from_pretrained(str(tmp_path / 'neox')).state_dict()
+    pretrained = from_pretrained(str(tmp_path / 'neox')).state_dict()
     backbone = [k for k in pretrained if not k.startswith('gates.')]
     assert backbone and all(torch.equal(trained[k], pretrained[k]) for k in backbone)
     assert (trained['gates.0.2.bias'] != pretrained['gates.0.2.bias']).all()  # the gates did train
@@ -231,7 +234,7 @@ def bad_inputs(data_dir, tmp_path):
         'unknown setting': (['--max_iter=5'], "unknown setting 'max_iter' (from --max_iter=5); did you mean max_iters"),
         'wrong type': (['--max_iters=many'], 'max_iters must be int'),
         'missing config file': (['config/nope.py'], 'config file config/nope.py not found'),
-        'zero batch': (['--batch_size=0'], 'batch_size=0 must be at least 1'),
+        'zero batch': (['--batch_size=0'], 'batch_size=0 is out of range; pass --batch_size=<an integer in [1, inf)>'),
         'corrupt checkpoint': (['--init_from=resume', f'--out_dir={tmp_path / "corrupt"}'],
                                'not a readable AdaPonder checkpoint'),
         'empty train.bin': ([f'--data_dir={empty}'], 'train.bin holds 0 tokens'),

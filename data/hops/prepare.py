@@ -87,7 +87,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.train_tokens < 1 or args.val_tokens < 1:
         raise SystemExit("error: --train_tokens and --val_tokens must be positive; pass e.g. --val_tokens 100000")
-    meta, labels = prepare(args.out_dir, args.seed, args.train_tokens, args.val_tokens)
+    try:
+        meta, labels = prepare(args.out_dir, args.seed, args.train_tokens, args.val_tokens)
+    except OSError as e:  # --out_dir a file, read-only, a full disk
+        reason = 'a file, not a folder' if os.path.isfile(args.out_dir) else e.strerror
+        raise SystemExit(f"error: cannot write into --out_dir {args.out_dir} ({reason}); pass a folder you can write")
     shares = np.bincount(labels, minlength=len(CLASSES)) / len(labels)
     print(f"vocab size {meta['vocab_size']}; val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(CLASSES, shares)))
     print(f"wrote train.bin, val.bin, val_class.bin, meta.json to {args.out_dir}")

@@ -43,7 +43,12 @@ def make_encoder(encoding, tokenizer_json=None):
     """(encode: text -> token ids, meta: what meta.json records about the tokenizer) for 'gpt2' or 'neox'."""
     if encoding == "gpt2":
         import tiktoken
-        enc = tiktoken.get_encoding("gpt2")
+        try:  # tiktoken downloads GPT-2's files once, into its cache
+            enc = tiktoken.get_encoding("gpt2")
+        except Exception as e:  # offline: requests' errors are not OSErrors
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            raise SystemExit(f"error: could not load GPT-2's BPE ({type(e).__name__}: {reason}); run once online "
+                             "(tiktoken caches it), or point TIKTOKEN_CACHE_DIR at a cached copy")
         # encode_ordinary: a literal "<|endoftext|>" in a document is text, not our separator
         return enc.encode_ordinary, {"encoding": "gpt2", "n_vocab": enc.n_vocab, "eot_token": enc.eot_token}
     try:
@@ -131,7 +136,11 @@ def tokenize(source, files, encode, eot, max_tokens, val_fraction):
 
 def prepare(out_dir, source=SHARD, max_tokens=10_000_000, val_fraction=0.005, encoding="gpt2", tokenizer_json=None):
     encode, tokenizer_meta = make_encoder(encoding, tokenizer_json)  # first: a bad tokenizer leaves no files
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # --out_dir a file
+        reason = 'a file, not a folder' if os.path.isfile(out_dir) else e.strerror
+        raise SystemExit(f"error: cannot make --out_dir {out_dir} ({reason}); pass a folder you can write")
     paths = {split: os.path.join(out_dir, f"{split}.bin") for split in ("train", "val")}
     # write to .tmp files and rename at the end, so an interrupted run never leaves a bin that looks complete
     files = {split: open(path + ".tmp", "wb") for split, path in paths.items()}
@@ -149,6 +158,11 @@ def prepare(out_dir, source=SHARD, max_tokens=10_000_000, val_fraction=0.005, en
             os.replace(path + ".tmp", path)
     except OSError as e:  # a dropped connection, an unreadable file, a full disk
         raise SystemExit(f"error: {e}; check the connection, --input and --out_dir, then rerun")
+    except Exception as e:  # a corrupt .zst: zstandard's ZstdError is not an OSError
+        if type(e).__name__ != "ZstdError":
+            raise
+        raise SystemExit(f"error: {source} is not a readable zstandard file ({e}); download it again or pass "
+                         "another --input")
     finally:
         for split, path in paths.items():
             files[split].close()

@@ -34,7 +34,7 @@ def prepare(out_dir, input_path=None):
         input_path = os.path.join(out_dir, "input.txt")
         download(input_path)
     if not os.path.isfile(input_path):
-        raise SystemExit(f"error: {input_path} does not exist; pass --input with a text file")
+        raise SystemExit(f"error: {input_path} is not a file; pass --input with a text file")
     try:
         with open(input_path, encoding="utf-8", newline="") as f:  # newline="": keep "\r\n" as it is
             text = f.read()
@@ -64,7 +64,11 @@ def main(argv=None):
     parser.add_argument("--input", default=None, help="a local text file instead of downloading")
     parser.add_argument("--out_dir", default=HERE)
     args = parser.parse_args(argv)
-    prepare(args.out_dir, args.input)
+    try:
+        prepare(args.out_dir, args.input)
+    except OSError as e:  # --out_dir a file, read-only, a full disk; --input a folder
+        raise SystemExit(f"error: {e.strerror}: {e.filename}; pass an --input text file and an --out_dir folder you "
+                         "can write")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.train_chars < 1 or args.val_chars < 1:
         raise SystemExit("error: --train_chars and --val_chars must be positive; pass e.g. --val_chars 100000")
-    meta, val_labels = prepare(args.out_dir, args.seed, args.train_chars, args.val_chars)
+    try:
+        meta, val_labels = prepare(args.out_dir, args.seed, args.train_chars, args.val_chars)
+    except OSError as e:  # --out_dir a file, read-only, a full disk
+        reason = 'a file, not a folder' if os.path.isfile(args.out_dir) else e.strerror
+        raise SystemExit(f"error: cannot write into --out_dir {args.out_dir} ({reason}); pass a folder you can write")
     counts = np.bincount(val_labels, minlength=len(CLASSES)) / len(val_labels)
     print(f"vocab size {meta['vocab_size']}, train {meta['train_chars']:,} chars, val {meta['val_chars']:,} chars")
     print("val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(CLASSES, counts)))

@@ -1,0 +1,206 @@
+"""
+Weights on disk, in and out: AdaPonder checkpoints (written atomically, read without running code from them),
+and pretrained GPT-NeoX weights imported as an AdaPonderLM: a Pythia model (which has never pondered) or an
+official PonderLM checkpoint (which ponders, without gates), from a local directory or a model-hub id through
+huggingface_hub.
+
+    model, ckpt = load_checkpoint('out-toy/ckpt.pt', halt_threshold=0.01)   # ours, run at another tau
+    model = from_pretrained('pythia-70m', n_ponder=3)                       # new gates on a plain Pythia
+    model = from_pretrained('zeng123/PonderingPythia-1.4B')                 # PonderLM, K from its config
+
+An import takes the architecture from the checkpoint's config.json; the overrides set the pondering knobs.
+Our blocks use GPT-NeoX's fused layout, so importing is renaming tensors.
+"""
+import glob
+import importlib.util
+import json
+import os
+from dataclasses import asdict
+
+import torch
+
+from adaponder import AdaPonderConfig, AdaPonderLM
+
+# -----------------------------------------------------------------------------
+# AdaPonder checkpoints
+
+
+def save_checkpoint(path, model, **extra):
+    """Save the plain weights (no torch.compile or DDP prefix) and config, atomically: a crash in
+    the middle of a save leaves the previous checkpoint whole, and no temporary file."""
+    raw = getattr(model, '_orig_mod', model)  # torch.compile wraps the module
+    raw = getattr(raw, 'module', raw)  # so does DDP
+    model_args = {**asdict(raw.config), 'n_ponder': raw.K}  # a cap on passes is not the model's K
+    try:
+        torch.save(dict(model=raw.state_dict(), model_args=model_args, **extra), f'{path}.tmp')
+        os.replace(f'{path}.tmp', path)
+    finally:
+        if os.path.exists(f'{path}.tmp'):  # a full disk
+            os.remove(f'{path}.tmp')
+
+
+def load_checkpoint(path, device='cpu', **settings):
+    """Load a checkpoint without running any code from it (weights_only); settings
+    (INFERENCE_SETTINGS) change how it runs. Returns (model, checkpoint)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; train one (python train.py) or fix out_dir")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model, theirs = AdaPonderLM(AdaPonderConfig(**ckpt['model_args'])), ckpt['model']
+    except Exception as e:
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: "
+                         f"{first_line}); delete it and train again") from None
+    ours = model.state_dict()
+    if bad := [k for k in {**ours, **theirs}
+               if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape]:
+        raise ValueError(f"{path} does not fit its own config: first mismatched tensors "
+                         f"{', '.join(bad[:3])}; delete it and train again")
+    model.load_state_dict(theirs)
+    model.set_inference(**settings)
+    return model.to(device), ckpt
+
+
+# -----------------------------------------------------------------------------
+# Pythia and PonderLM, imported
+
+
+def from_pretrained(name_or_path, **config_overrides):
+    """A GPT-NeoX checkpoint as an AdaPonderLM: a Pythia ('pythia-70m'), a PonderLM (the official
+    'zeng123/PonderingPythia-1.4B') or any model-hub id (downloaded once), or a local directory. The
+    architecture comes from its config.json, a PonderLM's pondering too (K and its embedding scales);
+    the overrides set the other knobs (and may lower block_size). The gates are new. With n_ponder=0
+    (Pythia) or halting='none' (PonderLM) this computes the original model's logits."""
+    hf, weights, path = read_neox_checkpoint(name_or_path)
+    arch = neox_architecture(hf, path)
+    for key, value in config_overrides.items():
+        if not hasattr(AdaPonderConfig, key):
+            raise ValueError(f"unknown config field {key!r}")
+        if key in arch and value != arch[key] and not (key == 'block_size' and value <= arch[key]):
+            raise ValueError(f"{key}={value} conflicts with the checkpoint's {arch[key]}; the architecture "
+                             "comes from config.json (block_size may only be lowered)")
+    model = AdaPonderLM(AdaPonderConfig(**{**arch, **config_overrides}))
+    renames = [('wte', 'gpt_neox.embed_in'), ('blocks', 'gpt_neox.layers'), ('lm_head', 'embed_out'),
+               ('ln_f', 'gpt_neox.final_layer_norm'), ('ln_1', 'input_layernorm'),
+               ('ln_2', 'post_attention_layernorm'), ('mlp.fc', 'mlp.dense_h_to_4h'),
+               ('mlp.proj', 'mlp.dense_4h_to_h'), ('attn.proj', 'attention.dense'),
+               ('attn.qkv', 'attention.query_key_value')]  # the same fused layout: heads outermost, then q k v
+    for name, p in model.state_dict().items():  # tensors that share storage with the parameters
+        if name.startswith('gates.'):  # new in AdaPonderLM: they keep their init
+            continue
+        theirs = name
+        for our_part, their_part in renames:
+            theirs = theirs.replace(our_part, their_part)
+        if theirs not in weights or weights[theirs].shape != p.shape:
+            found = tuple(weights[theirs].shape) if theirs in weights else 'nothing'
+            raise ValueError(f"{path}: {theirs} should have shape {tuple(p.shape)}, found {found}")
+        p.copy_(weights.pop(theirs))  # and cast: Pythia ships float16
+    # what may remain: buffers we rebuild (causal masks, rotary tables) and PonderLM's `adapter`, a layer
+    # its model declares and its forward never uses; anything else would be lost
+    unused = ('attention.bias', 'masked_bias', 'inv_freq', 'adapter.weight')
+    if left := [k for k in weights if not k.endswith(unused)]:
+        raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
+    return model
+
+
+def neox_architecture(hf, path):
+    """The AdaPonderConfig fields a GPT-NeoX config.json fixes: the shape, and for a PonderLM its pondering."""
+    try:
+        arch = dict(vocab_size=hf['vocab_size'], block_size=hf['max_position_embeddings'], bias=True,
+                    n_layer=hf['num_hidden_layers'], n_head=hf['num_attention_heads'], n_embd=hf['hidden_size'],
+                    layer_norm_eps=hf.get('layer_norm_eps', 1e-5),
+                    parallel_residual=hf.get('use_parallel_residual', True),
+                    rotary_pct=hf.get('partial_rotary_factor', hf.get('rotary_pct', 0.25)),  # newer, older name
+                    rotary_base=hf.get('rope_theta', hf.get('rotary_emb_base', 10000)))
+    except KeyError as e:
+        raise ValueError(f"{path}/config.json lacks {e}; it is not a GPT-NeoX config") from None
+    pythia = dict(hidden_act='gelu', intermediate_size=4 * arch['n_embd'], tie_word_embeddings=False,
+                  attention_bias=True, rope_type='default', rope_scaling=None)  # what our blocks compute
+    if unlike := [f'{k}={hf[k]!r}' for k, v in pythia.items() if hf.get(k, v) != v]:
+        raise ValueError(f"{path} has {', '.join(unlike)}; only GPT-NeoX models built like Pythia import")
+    if hf.get('ponderinglm'):  # the official PonderLM code: K pondering steps, E_0 and W_in scaled by sqrt(d)
+        K, dtype = hf['pondering_steps'], getattr(torch, hf.get('torch_dtype') or 'float32', torch.float32)
+        # it computes sqrt(d) in the weights' dtype (45.25 for d = 2048 in bfloat16): take the value it trained with
+        root_d = torch.tensor(arch['n_embd'], dtype=dtype).sqrt().item() if hf.get('scale_embeds') else 1.0
+        arch.update(n_ponder=K, embed_scale=root_d, first_embed_mult=K if hf.get('mutiply_pondering_steps') else 1)
+    return arch
+
+
+def read_neox_checkpoint(name_or_path):
+    """(config.json as a dict, state dict, directory) of a GPT-NeoX checkpoint in a directory, or of a model-hub
+    id ('EleutherAI/pythia-70m', or just 'pythia-70m') through huggingface_hub's cache. The weights are
+    transformers' files: model.safetensors or pytorch_model.bin, one file or shards."""
+    path = str(name_or_path)
+    if not os.path.isdir(path):
+        path = download_checkpoint(f'EleutherAI/{path}' if path.startswith('pythia-') else path)
+    config, files = os.path.join(path, 'config.json'), weight_files(path)
+    if not os.path.isfile(config) or not files:
+        raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model.bin, or their "
+                                "shards (as transformers' save_pretrained writes them)")
+    try:
+        with open(config) as f:
+            hf = json.load(f)
+        hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
+    except (ValueError, AttributeError) as e:  # not JSON, or JSON but not an object
+        raise ValueError(f"{config} is not a valid config.json ({e}); download it again") from None
+    weights = {}
+    for file in files:
+        try:
+            weights.update(read_weights(file))
+        except Exception as e:  # safetensors' and pickle's errors share no class
+            first_line = (str(e).strip().splitlines() or [''])[0]
+            raise ValueError(f"{file} is not a readable weight file ({type(e).__name__}: {first_line}); "
+                             "download it again") from None
+    return hf, weights, path
+
+
+def weight_kinds():
+    """transformers' weight files, one file or shards, in the order they are looked for: safetensors first (last
+    without the safetensors package), then PyTorch's .bin."""
+    kinds = ['model*.safetensors', 'pytorch_model*.bin']
+    return kinds if importlib.util.find_spec('safetensors') else kinds[::-1]
+
+
+def weight_files(path):
+    """The weight files in a directory, all shards of the first kind there (so no index is needed)."""
+    for kind in weight_kinds():
+        if files := sorted(glob.glob(os.path.join(glob.escape(path), kind))):
+            return files
+    return []
+
+
+def read_weights(file):
+    if file.endswith('.safetensors'):
+        if importlib.util.find_spec('safetensors') is None:
+            raise ValueError(f"reading {file} needs the safetensors package: pip install safetensors")
+        from safetensors.torch import load_file
+        return load_file(file)
+    return torch.load(file, map_location='cpu', weights_only=True)
+
+
+def download_checkpoint(hub_id):
+    """The directory of config.json and one kind of weights of a model-hub checkpoint in the Hugging Face cache,
+    downloaded once by huggingface_hub (so HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply)."""
+    if hub_id.count('/') != 1:
+        raise ValueError(f"{hub_id!r} is neither a directory nor a model-hub id; pass a checkpoint directory, "
+                         "an id like EleutherAI/pythia-70m or zeng123/PonderingPythia-1.4B, or pythia-70m")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import RepositoryNotFoundError  # where older versions have it too
+    except ImportError:
+        raise ValueError(f"{hub_id} is not a directory; downloading it needs huggingface_hub: "
+                         "pip install huggingface_hub") from None
+    try:
+        for kind in weight_kinds():  # the first kind the hub has
+            path = snapshot_download(hub_id, allow_patterns=['config.json', kind])
+            if weight_files(path):
+                return path
+    except RepositoryNotFoundError:  # also gated and private repositories without a token
+        raise ValueError(f"{hub_id} is not on the model hub, or it is gated or private; check the id, or set "
+                         "HF_TOKEN to a token that has access") from None
+    except OSError as e:  # offline, or the hub unreachable, with nothing cached
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f"could not download {hub_id} from the model hub ({type(e).__name__}: {first_line}); "
+                         "check your connection and HF_ENDPOINT, or pass a local directory") from None
+    raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; download it "
+                     "yourself and pass the directory")
