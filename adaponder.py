@@ -145,23 +145,40 @@ class AllRows:
 
 class RunningRows:
     """Only the tokens still running are computed: each pass gathers their rows into (N, ...), so a
-    halted token costs nothing in the projections, MLPs, LM head, feedback or gates, forward and
-    backward. Attention runs on the (B, T) grid, where a halted token keeps its previous pass's
-    key/value (its query is zeros, its output dropped): the one cost that does not shrink."""
+    halted token costs nothing in the projections, MLPs, LM head, feedback, gates or attention
+    queries, forward and backward. Keys/values stay on the (B, T) grid, where a halted token keeps
+    its previous pass's: attending to them is the one cost that does not shrink."""
 
     idle = False  # a pass with no running row runs on empty tensors: cheap, and every gate is used
 
     def __init__(self, rotary, T, dropout=0.0):
         self.cos, self.sin = rotary
         self.positions = torch.arange(T, device=self.cos.device)  # of the T tokens in view
-        self.prev, self.dropout = {}, dropout
+        self.n_keys, self.prev, self.dropout = T, {}, dropout  # keys at positions 0..n_keys-1
 
     def begin_pass(self, i, running):  # running: (B, T)
         self.grid = running.shape
         self.rows = running.flatten().nonzero().squeeze(1)  # (N,) b * T + t; waits for the GPU
         self.every_row = len(self.rows) == running.numel()  # then a gather is a view, not a copy
-        pos = self.positions[self.rows % self.grid[1]]
-        self.rotary = self.cos[pos, None], self.sin[pos, None]  # (N, 1, rot)
+        self.pos = self.positions[self.rows % self.grid[1]]  # (N,) each running row's position
+        self.rotary = self.cos[self.pos, None], self.sin[self.pos, None]  # (N, 1, rot)
+        self.pack_queries()
+
+    def pack_queries(self):
+        """Where attention puts the running rows' queries, once per pass: sequence b's in row b of a
+        (B, n, nh, hs) batch, n the most any sequence has, under a causal mask by position over the
+        keys 0..n_keys-1 (padding attends to key 0, then is dropped)."""
+        B, T = self.grid
+        self.slots, pos = None, self.positions[None]  # every row runs: the (B, T) grid itself
+        if not self.every_row:
+            b = self.rows // T
+            counts = torch.bincount(b, minlength=B)
+            self.slots = b, torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]
+            width = int(counts.max()) if len(b) else 1  # waits for the GPU
+            pos = self.pos.new_zeros(B, width).index_put(self.slots, self.pos)  # (B, n) positions
+        causal = self.every_row and self.n_keys == T  # the fast kernel needs no mask
+        keys = torch.arange(self.n_keys, device=pos.device)
+        self.mask = None if causal else (keys <= pos[..., None])[:, None]  # (B or 1, 1, n, n_keys)
 
     def gather(self, x):  # (B, T, ...) -> (N, ...)
         x = x.flatten(0, 1)
@@ -172,18 +189,23 @@ class RunningRows:
             return values.to(x.dtype).view_as(x)
         return x.flatten(0, 1).index_copy(0, self.rows, values.to(x.dtype)).view_as(x)
 
-    def attend_on_grid(self, q, k, v, **how):
-        """Attention for the running rows' queries q (N, nh, hs), run on the (B, T) grid of queries
-        against keys/values k, v (B, S, nh, hs): one dense call; halted queries zeros, dropped."""
-        q_grid = self.scatter(q.new_zeros(*self.grid, *q.shape[1:]), q)  # (B, T, nh, hs)
-        return self.gather(attention(q_grid, k, v, **how))  # (N, nh, hs)
+    def attend_from_rows(self, q, k, v, dropout=0.0):
+        """Attention for the running rows' queries q (N, nh, hs) over keys/values k, v (B, n_keys,
+        nh, hs), packed as pack_queries decided."""
+        how = dict(is_causal=True) if self.mask is None else dict(attn_mask=self.mask)
+        if self.slots is None:  # every row runs: the grid, as it is
+            q = q.view(*self.grid, *q.shape[1:])  # (B, T, nh, hs)
+            return attention(q, k, v, dropout_p=dropout, **how).flatten(0, 1)
+        packed = q.new_zeros(self.grid[0], self.mask.shape[2], *q.shape[1:])  # (B, n, nh, hs)
+        packed = packed.index_put(self.slots, q)
+        return attention(packed, k, v, dropout_p=dropout, **how)[self.slots]  # (N, nh, hs)
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs)
         empty = q.new_zeros(*self.grid, *q.shape[1:])  # pass 0: every token runs, nothing kept
         k_prev, v_prev = self.prev.get(layer, (empty, empty))
         k, v = self.scatter(k_prev, k), self.scatter(v_prev, v)  # (B, T, nh, hs)
         self.prev[layer] = (k, v)
-        return self.attend_on_grid(q, k, v, is_causal=True, dropout_p=self.dropout)
+        return self.attend_from_rows(q, k, v, self.dropout)
 
 
 class KVCache(RunningRows):
@@ -204,9 +226,7 @@ class KVCache(RunningRows):
             raise ValueError(f"KV cache holds {self.max_len} tokens, {self.length + T} needed; "
                              "make a larger cache with model.new_cache(batch_size, max_len)")
         self.positions = torch.arange(self.length, self.length + T, device=self.k.device)
-        # (T, length + T): chunk token j sees the cached tokens and the chunk's up to itself
-        self.mask = torch.ones(T, self.length + T, dtype=torch.bool, device=self.k.device)
-        self.mask = self.mask.tril(self.length)
+        self.n_keys = self.length + T
 
     def begin_pass(self, i, running):
         super().begin_pass(i, running)
@@ -217,12 +237,11 @@ class KVCache(RunningRows):
         self.idle = len(self.rows) == 0
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per running token
-        b, pos = self.rows // self.grid[1], self.positions[self.rows % self.grid[1]]
+        b = self.rows // self.grid[1]
         ck, cv = self.k[self.i, layer], self.v[self.i, layer]  # (B, nh, max_len, hs)
-        ck[b, :, pos], cv[b, :, pos] = k.to(ck.dtype), v.to(cv.dtype)
-        end = self.length + len(self.positions)
-        k, v = (c[:, :, :end].transpose(1, 2).to(q.dtype) for c in (ck, cv))  # (B, end, nh, hs)
-        return self.attend_on_grid(q, k, v, attn_mask=self.mask)
+        ck[b, :, self.pos], cv[b, :, self.pos] = k.to(ck.dtype), v.to(cv.dtype)
+        k, v = (c[:, :, :self.n_keys].transpose(1, 2).to(q.dtype) for c in (ck, cv))  # (B, S, ..)
+        return self.attend_from_rows(q, k, v)
 
 
 # -----------------------------------------------------------------------------

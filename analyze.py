@@ -13,6 +13,7 @@ $ python analyze.py --mode=curves --plot=curves.png
 import json
 import math
 import os
+import textwrap
 from contextlib import contextmanager
 
 import numpy as np
@@ -293,12 +294,13 @@ def plot_dial(runs, points, trained, title, file):
     here = next(r['learned'] for r in runs if r['tau'] == trained['tau'] and r['cap'] == trained['cap'])
     ax.annotate('as trained', (here['passes'], here['loss']), xytext=(6, 6), textcoords='offset points')
     for (label, ev), marker in zip(points, '*Dsv^P'):
-        ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9, label=label)
+        ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9, label=textwrap.fill(label, 44))
     handles = [Line2D([], [], color=c, marker='o', label=label) for c, label in curves.values()] + [
         Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 1'),
         Line2D([], [], color='grey', marker='o', mfc='white', ls=':', label='cap on passes, trained tau')]
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False,
               loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the axes: the curves stay visible
+    title = '\n'.join(textwrap.fill(line, 60) for line in title.split('\n'))  # long lines: the axes stay wide
     ax.set(xlabel='mean passes per token', ylabel=f'{split} loss (nats per token)', title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -457,4 +459,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the plot, if asked for, is written last
+        die("interrupted; nothing was written")

@@ -71,7 +71,6 @@ skip_batch = 16  # 4: sequences per training step
 skip_vocab = 65  # 4: the vocabulary of the models timed (Tiny Shakespeare's characters, as its configs train)
 skip_passes = '2.0,1.25'  # 4: the mean passes (of K+1) learned halting is set to, by its threshold
 skip_iters = 5  # 4: timed steps per setting (the median; settings take turns step by step)
-queries_only_from = 512  # 4: from this sequence length, also time attention from running queries only
 # -----------------------------------------------------------------------------
 PRESETS = {
     'gpt2': {},  # the values above
@@ -100,8 +99,7 @@ check(globals(), **dict.fromkeys(('n_layer', 'n_head', 'n_embd', 'vocab_size', '
                                   'prompt_len', 'new_tokens', 'nocache_stride', 'prefill_len', 'repeats', 'n_ponder'),
                                  'integer [1, inf)'),  # n_ponder: the K=0 row is always run
       warmup='integer [0, inf)', fixed_mean_depth=f'[1, {n_ponder + 1}]', peak_tflops='[0, inf)',
-      skip_batch='integer [1, inf)', skip_vocab='integer [1, inf)', skip_iters='integer [1, inf)',
-      queries_only_from='integer [1, inf)')
+      skip_batch='integer [1, inf)', skip_vocab='integer [1, inf)', skip_iters='integer [1, inf)')
 try:  # section 4's lists: shapes 'LxCxT,...' and mean passes 'm,...'
     skip_models = [tuple(int(n) for n in shape.split('x')) for shape in skip_shapes.split(',')]
     skip_means = [float(m) for m in skip_passes.split(',')]
@@ -256,28 +254,19 @@ def bench_prefill(model):
 # 4) training with halting: forward + backward on the running rows only, against full depth
 
 
-class QueryRowsOnly(RunningRows):
-    """An experiment beside the model, not part of it: attention from the running rows' queries only, each
-    batch row's queries packed and padded to the longest, instead of the whole (B, T) grid of queries."""
+class GridQueries(RunningRows):
+    """An experiment beside the model, not part of it: attention run for the whole (B, T) grid of
+    queries, halted ones zeros and their outputs dropped, as the training skip path first did; the
+    model packs only the running rows' queries (RunningRows.attend_from_rows)."""
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs)
         empty = q.new_zeros(*self.grid, *q.shape[1:])
         k_prev, v_prev = self.prev.get(layer, (empty, empty))
         k, v = self.scatter(k_prev, k), self.scatter(v_prev, v)  # (B, T, nh, hs), as RunningRows
         self.prev[layer] = (k, v)
-        B, T = self.grid
-        b, t = self.rows // T, self.rows % T  # rows come sorted by b
-        counts = torch.bincount(b, minlength=B)
-        slot = torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]  # place within its row
-        width = int(counts.max()) if len(b) else 1
-        q_packed = q.new_zeros(B, width, *q.shape[1:])
-        q_packed[b, slot] = q
-        pos = torch.zeros(B, width, dtype=torch.long, device=b.device)  # padding attends to key 0: harmless
-        pos[b, slot] = t
-        mask = torch.arange(T, device=b.device) <= pos[..., None]  # (B, width, T): causal, by position
-        y = F.scaled_dot_product_attention(q_packed.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           attn_mask=mask[:, None])
-        return y.transpose(1, 2)[b, slot]
+        y = F.scaled_dot_product_attention(self.scatter(empty, q).transpose(1, 2), k.transpose(1, 2),
+                                           v.transpose(1, 2), is_causal=True)
+        return self.gather(y.transpose(1, 2))
 
 
 def spread_gates(model):
@@ -337,7 +326,7 @@ def report_skip():
     """Section 4; returns its ideal lines. Full depth is the static path (every row, every pass: what a
     full-depth step costs); 'nobody_halts' is the skip path at tau = 0, where every row runs (its overhead);
     'every_row' is learned halting computed the static way, halted rows thrown away (the cost before the
-    skip path); 'queries_only' attends from the running rows' queries alone (at long blocks)."""
+    skip path); 'grid_queries' runs attention for every query of the grid, not the running ones only."""
     lines = []
     for L, C, T in skip_models:
         torch.manual_seed(seed)
@@ -351,9 +340,8 @@ def report_skip():
             settings[f'learned@{m:g}'] = dict(halting='learned', halt_threshold=tau)
             if m == skip_means[0]:  # the first mean passes: also the other ways of computing it
                 settings[f'every_row@{m:g}'] = dict(halting='learned', halt_threshold=tau, context=AllRows)
-                if T >= queries_only_from:
-                    settings[f'queries_only@{m:g}'] = dict(halting='learned', halt_threshold=tau,
-                                                          context=QueryRowsOnly)
+                settings[f'grid_queries@{m:g}'] = dict(halting='learned', halt_threshold=tau,
+                                                      context=GridQueries)
         dt, outs = skip_rows(model, x, x.roll(-1, 1), settings)
         tag = f"train_skip shape={L}x{C} block={T} batch={skip_batch}"
         for name in settings:
@@ -523,6 +511,14 @@ def compare_checkpoint():
     say(f"compare prompt_len={P} new_tokens={N} prompt=val tok/s_adaptive={N / dt['adaptive']:.1f} "
         f"tok/s_full={N / dt['full']:.1f} speedup={dt['full'] / dt['adaptive']:.2f}x passes={passes['adaptive']:.2f} "
         f"passes_full={passes['full']:.2f}")
+    if len(val) > skip_batch * L + 1:  # and its training step at its trained threshold, on val windows
+        windows = torch.from_numpy(val[:skip_batch * L + 1].astype(np.int64)).to(device)
+        x, y = windows[:-1].view(skip_batch, L), windows[1:].view(skip_batch, L)
+        model.train()
+        settings = dict(full=dict(halting='none'), trained=dict(halting=halting['adaptive']))
+        with torch.enable_grad():
+            dt, outs = skip_rows(model, x, y, settings)
+        skip_line(f"train_skip ckpt block={L} batch={skip_batch}", model, 'trained', dt, outs)
 
 
 # -----------------------------------------------------------------------------
@@ -538,4 +534,6 @@ try:
         bench_all()
 except torch.OutOfMemoryError:
     die("out of device memory; lower batch_size or pick a smaller preset")
+except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the rows above are what was measured
+    die("interrupted; the rows above were measured, the rest not")
 say(f"bench wall_s={time.perf_counter() - t0:.0f}")

@@ -318,4 +318,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        die("interrupted; the settings finished before it were printed (and saved, with --output_path)")

@@ -3,6 +3,7 @@ $ python sample.py --start="A:57+486=" --halt_threshold=1e-2 --html=samples.html
 """
 import itertools
 import os
+import signal
 import sys
 import time
 from html import escape
@@ -134,7 +135,8 @@ if __name__ == '__main__':
     terminal = None if plain or not sys.stdout.isatty() else colours  # plain text[depth] unless on a terminal
     print(f"passes per token: {''.join(show(f' {d} ', d, colours) for d in range(1, n_pass + 1))} (cool = few, hot "
           "= many; ↵ is a newline)" if terminal else f"each new token as text[passes], passes 1..{n_pass}")
-    samples = []
+    samples = []  # Ctrl-C from here: one line, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: die("\ninterrupted; the samples above were printed, no file written"))
     with ctx:
         torch.manual_seed(seed)
         for i in range(num_samples):

@@ -1,5 +1,5 @@
 """
-Train an AdaPonderLM. With no arguments: the toy demo on a CPU (about 10 minutes), which prepares its data,
+Train an AdaPonderLM. With no arguments: the toy demo on a CPU (5 to 10 minutes), which prepares its data,
 trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
 
 $ python train.py
@@ -37,7 +37,7 @@ from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, d
                        pick_device)
 
 # -----------------------------------------------------------------------------
-# default config values: the toy demo, about 10 minutes at one thread on a busy 2-core CPU
+# default config values: the toy demo, 5 to 10 minutes at one thread on a 2-core CPU (longer if it is busy)
 # I/O
 out_dir = 'out-toy'  # ckpt.pt is written here
 eval_interval = 100  # evaluate (and checkpoint) every this many iterations, and at the end

@@ -1,6 +1,6 @@
-# The default demo, written out: a small AdaPonderLM on the toy dataset, about 10 minutes at one thread on a
-# busy 2-core CPU. OMP_NUM_THREADS=1 python train.py config/toy.py (the same as OMP_NUM_THREADS=1 python train.py),
-# then python sample.py; README.md's quick start quotes what it prints.
+# The default demo, written out: a small AdaPonderLM on the toy dataset, 5 to 10 minutes at one thread on a
+# 2-core CPU (longer if it is busy): OMP_NUM_THREADS=1 python train.py config/toy.py (the same as
+# OMP_NUM_THREADS=1 python train.py), then python sample.py; README.md's quick start quotes what it prints.
 # The toy dataset labels every character trivial, copy, computed or noise; the run ends by printing the
 # mean passes per class on val, to see whether the gates spend passes where they help.
 

@@ -113,6 +113,11 @@ def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
     model.eval()
     _, depth = generate(model, torch.from_numpy(val[:32].astype(np.int64))[None], 32, 0)
     assert float(f['passes']) == pytest.approx(depth.float().mean().item(), abs=0.005)  # the same greedy run
+    # and its training step at its trained threshold against full depth, on val windows of its block size
+    out = run(monkeypatch, capsys, '--device=cpu', *where, '--repeats=1', '--skip_batch=2', '--skip_iters=1')
+    row = fields(next(line for line in out.splitlines() if line.startswith('train_skip ckpt')))
+    assert row['block'] == '64' and row['halting'] == 'trained' and 1 <= float(row['passes']) < 4
+    assert float(row['ideal']) == pytest.approx(float(row['passes']) / 4, abs=0.01)
     (tmp_path / 'data' / 'toy' / 'val.bin').unlink()
     with pytest.raises(SystemExit) as e:
         run(monkeypatch, capsys, '--device=cpu', *where)
@@ -126,6 +131,7 @@ def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
                                           (['--preset=huge'], "unknown preset 'huge'"),
                                           (['--ckpt=nowhere.pt'], 'no checkpoint at nowhere.pt'),
                                           (['iters'], 'config file iters not found')])
+
 def test_bad_settings_are_one_clear_line(args, message, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['bench.py', *args])
     with pytest.raises(SystemExit) as e:
@@ -136,13 +142,13 @@ def test_bad_settings_are_one_clear_line(args, message, monkeypatch):
 
 def test_training_with_halting_rows(monkeypatch, capsys):
     """Section 4: each halting setting's training step against full depth, beside its ideal. Every way of
-    computing the same setting (the running rows, every row, queries only) gives the same loss."""
+    computing the same setting (the running rows, every row, every query) gives the same loss."""
     out = run(monkeypatch, capsys, '--device=cpu', '--sections=skip', '--skip_shapes=1x16x24,1x32x32',
-              '--skip_batch=4', '--skip_iters=1', '--skip_passes=2.0,1.5', '--queries_only_from=32')
+              '--skip_batch=4', '--skip_iters=1', '--skip_passes=2.0,1.5')
     rows = [fields(line) for line in out.splitlines() if line.startswith('train_skip ')]
     names = [(r['shape'], r['halting']) for r in rows]
-    assert names == [(s, h) for s in ('1x16', '1x32') for h in ('full', 'nobody_halts', 'learned@2', 'every_row@2')
-                     + (('queries_only@2',) if s == '1x32' else ()) + ('learned@1.5',)]
+    assert names == [(s, h) for s in ('1x16', '1x32')
+                     for h in ('full', 'nobody_halts', 'learned@2', 'every_row@2', 'grid_queries@2', 'learned@1.5')]
     for r in rows:
         assert float(r['ideal']) == pytest.approx(float(r['passes']) / 4, abs=0.01)
         assert float(r['gap']) == pytest.approx(float(r['vs_full']) - float(r['ideal']), abs=0.011)
@@ -150,6 +156,6 @@ def test_training_with_halting_rows(monkeypatch, capsys):
         by = {r['halting']: r for r in rows if r['shape'] == shape}
         assert by['full']['passes'] == by['nobody_halts']['passes'] == '4.00'
         assert float(by['learned@2']['passes']) == pytest.approx(2.0, abs=0.15)  # tau found by bisection
-        same = [by[h]['loss'] for h in ('learned@2', 'every_row@2', 'queries_only@2') if h in by]
+        same = [by[h]['loss'] for h in ('learned@2', 'every_row@2', 'grid_queries@2')]
         assert all(float(loss) == pytest.approx(float(same[0]), abs=1e-5) for loss in same)
     assert 'ideal name=train_skip_1x32_T32_learned@2' in out
