@@ -1,19 +1,15 @@
 """
-AdaPonderLM in one file: a pondering language model with token-wise adaptive depth.
-
-The whole transformer runs up to K+1 passes per token, each fed back its own prediction as a
-probability-weighted embedding. A small gate per pass scales that update; once the gate falls below
-a threshold the token halts for good, and later passes see the keys/values of the last pass it ran.
-Training and decoding share `ponder` and one way of computing only the tokens still running: the
-parallel forward and the cached decoder compute the same thing, and a halted token costs nothing.
-References: AdaPonderLM (arXiv 2603.01914), PonderLM (arXiv 2505.20674), the GPT-NeoX / Pythia
-blocks, and nanoGPT for the shape of this file. docs/method.md has the method and the choices made
-where the paper is silent; pretrained.py reads and writes weights (checkpoints, Pythia, PonderLM).
+AdaPonderLM in one file: the whole transformer runs up to K+1 passes per token, each fed back its
+own prediction as a probability-weighted embedding. A gate per pass scales that update; once it
+falls below a threshold the token halts for good, and later passes see the keys/values of the last
+pass it ran. Training and decoding share `ponder` and compute only the tokens still running.
+Sources: AdaPonderLM (arXiv 2603.01914), PonderLM (arXiv 2505.20674), GPT-NeoX (Pythia), nanoGPT;
+docs/method.md has the method and the choices made where the paper is silent.
 """
 
 import math
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import torch
@@ -50,8 +46,8 @@ def attention(q, k, v, **how):
 
 
 class CausalSelfAttention(nn.Module):
-    """Works on any leading shape: (B, T, C) when every row runs, (N, C) for N running rows.
-    Which keys/values it sees - and so the KV reuse of halted tokens - is the pass context's job."""
+    """On (B, T, C) when every row runs or (N, C) for N running rows; the pass context decides
+    which keys/values they see (the KV reuse)."""
 
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -70,26 +66,17 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.proj(y.reshape(*lead, self.n_head * self.hs)))
 
 
-class MLP(nn.Module):
-
-    def __init__(self, config):
-        super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x):
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
-
-
 class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        C = config.n_embd
+        self.ln_1 = nn.LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = nn.LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = nn.Sequential(OrderedDict(  # the names GPT-NeoX checkpoints are read into
+            fc=nn.Linear(C, 4 * C, bias=config.bias), gelu=nn.GELU(),
+            proj=nn.Linear(4 * C, C, bias=config.bias), dropout=nn.Dropout(config.dropout)))
         self.parallel_residual = config.parallel_residual
 
     def forward(self, x, ctx):
@@ -100,25 +87,20 @@ class Block(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# Pass contexts: which rows run a pass, and which keys/values attention sees
-#
+# Pass contexts: which rows run a pass, and which keys/values attention sees.
 # ponder() gets one pass context per forward (or per decoding step) and asks it for:
 #   begin_pass(i, running)  pass i starts; running (B, T) is m_i, the tokens still running
 #   idle                    True if the pass has nothing to compute (decoding: all tokens halted)
 #   rotary                  (cos, sin) at the positions of the rows that run
 #   gather(x)               x (B, T, ...) -> the rows that run this pass
-#   scatter(x, values)      x with those rows replaced by values, out of place (autograd), every
-#                           other row - a halted token - left as it was
-#   attend(layer, q, k, v)  attention for the running rows, over keys/values in which every halted
+#   scatter(x, values)      x with those rows replaced by values, out of place (autograd)
+#   attend(layer, q, k, v)  attention for the running rows, over keys/values in which a halted
 #                           token keeps those of the last pass it ran: the KV reuse
-# AllRows runs every row (static shapes), RunningRows only the running ones, and KVCache is a
-# RunningRows whose keys/values persist across decoding steps, in one cache per pass.
 
 
 class AllRows:
-    """Every token runs every pass and a halted token's results are thrown away: scatter() keeps
-    its old state, and its key/value is its previous pass's, k = where(m_i, k_new, k_prev). Static
-    shapes: for torch.compile, and where no token halts (see AdaPonderLM.training_context)."""
+    """Static shapes (torch.compile; nobody halts): every row runs every pass and scatter() throws
+    a halted token's results away, k = where(m_i, k_new, k_prev) keeping its previous key/value."""
 
     idle = False  # training never skips a pass: DDP expects every parameter in the graph
 
@@ -144,10 +126,9 @@ class AllRows:
 
 
 class RunningRows:
-    """Only the tokens still running are computed: each pass gathers their rows into (N, ...), so a
-    halted token costs nothing in the projections, MLPs, LM head, feedback, gates or attention
-    queries, forward and backward. Keys/values stay on the (B, T) grid, where a halted token keeps
-    its previous pass's: attending to them is the one cost that does not shrink."""
+    """Only running tokens are computed: each pass gathers their rows into (N, ...), so a halted
+    token costs nothing, forward or backward, but as a key/value: those stay on the (B, T) grid,
+    where a halted token keeps its previous pass's."""
 
     idle = False  # a pass with no running row runs on empty tensors: cheap, and every gate is used
 
@@ -165,9 +146,8 @@ class RunningRows:
         self.pack_queries()
 
     def pack_queries(self):
-        """Where attention puts the running rows' queries, once per pass: sequence b's in row b of a
-        (B, n, nh, hs) batch, n the most any sequence has, under a causal mask by position over the
-        keys 0..n_keys-1 (padding attends to key 0, then is dropped)."""
+        """Sequence b's running queries go to row b of a (B, n, nh, hs) batch (n: the most any
+        has), under a causal mask over keys 0..n_keys-1 (padding sees key 0, then is dropped)."""
         B, T = self.grid
         self.slots, pos = None, self.positions[None]  # every row runs: the (B, T) grid itself
         if not self.every_row:
@@ -190,8 +170,7 @@ class RunningRows:
         return x.flatten(0, 1).index_copy(0, self.rows, values.to(x.dtype)).view_as(x)
 
     def attend_from_rows(self, q, k, v, dropout=0.0):
-        """Attention for the running rows' queries q (N, nh, hs) over keys/values k, v (B, n_keys,
-        nh, hs), packed as pack_queries decided."""
+        """Queries q (N, nh, hs) packed as pack_queries decided, over k, v (B, n_keys, nh, hs)."""
         how = dict(is_causal=True) if self.mask is None else dict(attn_mask=self.mask)
         if self.slots is None:  # every row runs: the grid, as it is
             q = q.view(*self.grid, *q.shape[1:])  # (B, T, nh, hs)
@@ -209,31 +188,30 @@ class RunningRows:
 
 
 class KVCache(RunningRows):
-    """Decoding: one KV cache per pass, each with every layer. A chunk of T new tokens (a prompt, or
-    one token) runs through all passes; in each, the running tokens' keys/values are written into
-    that pass's cache, and a halted token's entry is the previous pass's, copied."""
+    """Decoding: one KV cache per pass. A chunk of new tokens (a prompt, or one) runs every pass;
+    running tokens write their keys/values into its cache, a halted token's is the last pass's."""
 
     def __init__(self, config, rotary, batch_size, max_len, device, dtype):
         super().__init__(rotary, 0)
         n_pass, hs = config.n_ponder + 1, config.n_embd // config.n_head
         shape = (n_pass, config.n_layer, batch_size, config.n_head, max_len, hs)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.max_len, self.length = max_len, 0  # length: tokens cached so far
+        self.k, self.v = (torch.zeros(shape, device=device, dtype=dtype) for _ in 'kv')
+        self.max_len, self.length = max_len, 0  # length: tokens cached, the chunk in flight too
 
-    def begin_chunk(self, T):
+    def add_chunk(self, T):
+        """T new tokens (a prompt, or one) come: their positions follow those cached."""
         if self.length + T > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} tokens, {self.length + T} needed; "
                              "make a larger cache with model.new_cache(batch_size, max_len)")
         self.positions = torch.arange(self.length, self.length + T, device=self.k.device)
-        self.n_keys = self.length + T
+        self.length = self.n_keys = self.length + T
 
     def begin_pass(self, i, running):
         super().begin_pass(i, running)
-        self.i, span = i, slice(self.length, self.length + len(self.positions))
+        self.i, span = i, slice(self.length - len(self.positions), self.length)
         if i > 0:  # KV reuse: start from the previous pass's; running tokens overwrite theirs
-            self.k[i, ..., span, :] = self.k[i - 1, ..., span, :]
-            self.v[i, ..., span, :] = self.v[i - 1, ..., span, :]
+            for cache in (self.k, self.v):
+                cache[i, ..., span, :] = cache[i - 1, ..., span, :]
         self.idle = len(self.rows) == 0
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per running token
@@ -247,10 +225,16 @@ class KVCache(RunningRows):
 # -----------------------------------------------------------------------------
 # The model
 
-HALTING = ('learned', 'none', 'fixed')  # who stops: the gates, nobody, random depths
-DEPTH_DISTS = ('uniform', 'geometric', 'least_spread')
+CHOICES = dict(halting=('learned', 'none', 'fixed'),  # who stops: the gates, nobody, random depths
+               fixed_depth_dist=('uniform', 'geometric', 'least_spread'))
 INFERENCE_SETTINGS = ('halting', 'halt_threshold', 'n_ponder', 'fixed_depth_dist',
                       'fixed_mean_depth')  # what set_inference may change on a built model
+INF = math.inf
+RANGES = dict(vocab_size=(1, INF), block_size=(1, INF), n_layer=(1, INF), n_head=(1, INF),
+              n_embd=(1, INF), n_ponder=(0, INF), dropout=(0, 0.99), layer_norm_eps=(1e-30, 1),
+              rotary_pct=(0, 1), rotary_base=(1, INF), halt_threshold=(0, 1), bottom_k_frac=(0, 1),
+              ponder_lambda=(0, INF), embed_scale=(1e-9, INF), first_embed_mult=(1e-9, INF),
+              gate_bias_init=(-INF, INF), fixed_mean_depth=(1, INF))  # the config's numbers
 
 
 @dataclass
@@ -264,7 +248,7 @@ class AdaPonderConfig:
     bias: bool = True  # biases in Linear and LayerNorm, as in Pythia
     layer_norm_eps: float = 1e-5
     rotary_pct: float = 0.25  # fraction of each head's dims that get rotary position
-    rotary_base: int = 10000
+    rotary_base: float = 10000.0
     parallel_residual: bool = True  # x + attn(ln1(x)) + mlp(ln2(x)) (GPT-NeoX), not sequential
     n_ponder: int = 3  # K: extra passes per token (K+1 in all); 0 is a plain language model
     halting: str = 'learned'  # who stops: 'learned' (gates) | 'none' (nobody) | 'fixed' (random)
@@ -275,53 +259,28 @@ class AdaPonderConfig:
     embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (PonderLM: sqrt(d))
     first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
     gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts close to plain PonderLM
-    fixed_depth_dist: str = 'uniform'  # halting='fixed': how random depths spread (DEPTH_DISTS)
+    fixed_depth_dist: str = 'uniform'  # halting='fixed': how random depths spread (CHOICES)
     fixed_mean_depth: float = 2.5  # halting='fixed': their mean passes (above K+1, as a cap: K+1)
 
     def __post_init__(self):
-        """Each field is checked once, here: one ValueError naming a bad value and the range."""
-        for name in ('vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'n_ponder'):
-            value, low = getattr(self, name), int(name != 'n_ponder')
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-        inf = math.inf
-        for name, low, high in (('dropout', 0, 0.99), ('rotary_pct', 0, 1), ('bottom_k_frac', 0, 1),
-                                ('halt_threshold', 0, 1), ('ponder_lambda', 0, inf),
-                                ('embed_scale', 1e-9, inf), ('first_embed_mult', 1e-9, inf),
-                                ('layer_norm_eps', 1e-30, 1), ('rotary_base', 1, inf),
-                                ('gate_bias_init', -inf, inf), ('fixed_mean_depth', 1, inf)):
-            value = getattr(self, name)  # (a tensor: train.py's bottom-k schedule, checked there)
-            number = isinstance(value, (int, float)) and math.isfinite(value)  # not NaN, not inf
-            if not isinstance(value, torch.Tensor) and not (number and low <= value <= high):
-                raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], "
-                                 f"got {value!r}")
+        """Every field is checked once, here: a ValueError names a bad value and what it may be."""
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), CHOICES.get(f.name)
+            if allowed and value not in allowed:
+                raise ValueError(f"unknown {f.name} {value!r}; use {', '.join(allowed)}")
+            low, high = RANGES.get(f.name, (None, None))
+            kind = int if f.type is int else (int, float)  # (a tensor: train.py's k schedule)
+            if low is not None and not isinstance(value, torch.Tensor) and not (
+                    isinstance(value, kind) and low <= value <= high and math.isfinite(value)):
+                raise ValueError(f"{f.name} must be a finite {'whole ' * (kind is int)}number in "
+                                 f"[{low:g}, {high:g}], got {value!r}")
         if self.n_embd % self.n_head or int(self.n_embd // self.n_head * self.rotary_pct) % 2:
             raise ValueError(f"n_embd {self.n_embd} must split into n_head {self.n_head} heads "
                              f"whose rotary part (rotary_pct {self.rotary_pct}) has even dims")
-        for name, allowed in (('halting', HALTING), ('fixed_depth_dist', DEPTH_DISTS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use "
-                                 f"{', '.join(allowed)}")
         self.gated = self.halting == 'learned' if self.gated is None else self.gated
         if self.halting == 'learned' and not self.gated:
             raise ValueError("halting='learned' needs gates, and this model has none (it was "
                              "trained with halting='none' or 'fixed'); use one of those")
-
-
-PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
-    'pythia-14m': dict(n_layer=6, n_head=4, n_embd=128, block_size=2048),
-    'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
-    'pythia-160m': dict(n_layer=12, n_head=12, n_embd=768, block_size=2048),
-    'pythia-410m': dict(n_layer=24, n_head=16, n_embd=1024, block_size=2048),
-    'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests, CPU demos
-}
-
-
-def preset(name, **overrides):
-    """AdaPonderConfig for a named shape, e.g. preset('pythia-70m', n_ponder=3)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return AdaPonderConfig(**{**PRESETS[name], **overrides})
 
 
 @dataclass
@@ -353,28 +312,20 @@ class AdaPonderLM(nn.Module):
         self.register_buffer('rope_cos', cos, persistent=False)
         self.register_buffer('rope_sin', sin, persistent=False)
         self.static_shapes = False  # True: training runs every row of every pass (training_context)
-        self.apply(self._init_weights)
+        for module in self.modules():  # GPT-2's initialization
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith('proj.weight') and name.startswith('blocks'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         for gate in self.gates or []:
             torch.nn.init.constant_(gate[-1].bias, config.gate_bias_init)
 
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            torch.nn.init.zeros_(module.bias)
-
-    def get_num_params(self, non_embedding=True):
-        """Parameters; non_embedding leaves out W_in and the LM head (counted apart in FLOPs)."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.wte.weight.numel() - self.lm_head.weight.numel() if non_embedding else n
-
     def set_inference(self, **settings):
-        """The one way to change how a built model runs: INFERENCE_SETTINGS (who halts, tau, K
-        as a cap on passes, the random depths). Checked like any config value; returns the values
-        replaced, so that model.set_inference(**old) puts them back."""
+        """The one way to change how a built model runs (INFERENCE_SETTINGS; n_ponder only down,
+        as a cap). Checked like the config; returns the old values, for set_inference(**old)."""
         if unknown := set(settings) - set(INFERENCE_SETTINGS):
             raise ValueError(f"{', '.join(sorted(unknown))} cannot change once the model is "
                              f"built; these can: {', '.join(INFERENCE_SETTINGS)}")
@@ -388,10 +339,9 @@ class AdaPonderLM(nn.Module):
     # ---- the recurrence: one function for training and decoding ----
 
     def ponder(self, idx, ctx):
-        """The AdaPonderLM recurrence over idx (B, T); ctx, a pass context, decides which rows run
-        and which keys/values they see. Returns each token's hidden state (B, T, C) from the last
-        pass it ran, its depth (B, T), and each pass's gate values and the mask of tokens they let
-        run on (for the gate loss). The method, and the lines of the loop that do it:
+        """The recurrence over idx (B, T), with ctx deciding which rows run. Returns each token's
+        state (B, T, C) from its last pass, its depth (B, T), and each pass's gate values and mask
+        (for the gate loss). The method, and the lines of the loop that do it:
           only running tokens:  x = ctx.gather(E)           the rows with m_i = 1
           the update:           x = x + ... * e             E_i = E_{i-1} + s_{i-1} e_{i-1}
           the KV reuse:         x = block(x, ctx)           ctx.attend: halted tokens' keys and
@@ -435,58 +385,47 @@ class AdaPonderLM(nn.Module):
         return (p @ self.wte.weight.to(h.dtype)) * self.config.embed_scale  # (..., C)
 
     def gate_value(self, i, h):
-        """s_i of each row of h, the pass-i state: it scales the row's next update. In float32: in
-        bf16 a gate logit above ~6 rounds s to 1.0 and its gradient to 0. A model without gates
-        (PonderLM, random depths) adds each update in full."""
+        """s_i of each row of the pass-i state h, in float32 (in bf16, a gate logit above ~6 rounds
+        s to 1 and its gradient to 0). Without gates (PonderLM, random depths), s = 1."""
         if not self.config.gated:
             return torch.ones(h.shape[:-1], device=h.device)
         return torch.sigmoid(self.gates[i](h).float().squeeze(-1))
 
     def goes_on(self, s, may_go_on):
-        """m_{i+1} of the rows that ran pass i: with learned halting a row halts once its gate value
-        is below tau (the LM loss trains the gate through s, not through this comparison); no row
-        goes past its max_passes (may_go_on)."""
+        """m_{i+1} of the rows that ran pass i: learned halting stops a row once s < tau (the gate
+        learns through s, not this comparison); no row goes past its max_passes (may_go_on)."""
         if self.config.halting == 'learned':
             return may_go_on & (s >= self.config.halt_threshold)
         return may_go_on
 
     def max_passes(self, idx):
-        """The most passes each token may run: K+1, except in the random-depth baseline
-        (halting='fixed'), where these are its depths, drawn at random, and no gate decides."""
+        """The most passes each token may run: K+1, but in the random-depth baseline
+        (halting='fixed') no gate decides, and these are its random depths."""
         cfg = self.config
         if cfg.halting == 'fixed':
             return random_depths(idx.shape, cfg.n_ponder + 1, cfg.fixed_mean_depth,
                                  cfg.fixed_depth_dist, idx.device)
         return torch.full(idx.shape, cfg.n_ponder + 1, device=idx.device)
 
-    # ---- training forward ----
-
     def training_context(self, T):
-        """The one rule for which rows forward() computes: only the running ones (RunningRows), so
-        that training pays only for the passes that run; every row (AllRows, static shapes) where
-        no token can halt (halting='none', K = 0: a gather would only copy), under torch.compile (a
-        row count known only at run time recompiles), or when static_shapes is set."""
-        cfg, rotary = self.config, (self.rope_cos, self.rope_sin)
-        dropout = cfg.dropout if self.training else 0.0
+        """The one rule for which rows forward() computes: only the running ones (RunningRows), but
+        every row (AllRows) where none can halt (halting='none', K = 0), under torch.compile (a row
+        count known only at run time recompiles) or with static_shapes set."""
+        cfg = self.config
         static = self.static_shapes or cfg.halting == 'none' or cfg.n_ponder == 0
-        if static or torch.compiler.is_compiling():
-            return AllRows(rotary, T, dropout)
-        return RunningRows(rotary, T, dropout)
+        rows = AllRows if static or torch.compiler.is_compiling() else RunningRows
+        return rows((self.rope_cos, self.rope_sin), T, cfg.dropout if self.training else 0.0)
 
     def forward(self, idx, targets=None, bottom_k_frac=None):
         """idx, targets: (B, T). bottom_k_frac: this step's share of gates the gate loss pushes down
-        (default config.bottom_k_frac; train.py passes a 0-d tensor: its schedule never recompiles)
-        """
-        T = idx.shape[1]
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size "
-                             f"{self.config.block_size}")
+        (default: the config's; train.py passes a 0-d tensor, whose schedule never recompiles)."""
+        if (T := idx.shape[1]) > (L := self.config.block_size):
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {L}")
         h, depth, (s_per_pass, running_after) = self.ponder(idx, self.training_context(T))
         logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return PonderOutput(logits, depth)
-        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                             ignore_index=-1)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
         k = self.config.bottom_k_frac if bottom_k_frac is None else bottom_k_frac
         gate_loss = ce.new_zeros(())  # k = 0 (stage 1) gives 0 too, with no recompilation
         if self.config.halting == 'learned' and s_per_pass:
@@ -496,11 +435,10 @@ class AdaPonderLM(nn.Module):
 
     @staticmethod
     def gate_loss(s_per_pass, running_after, k):
-        """Mean of the smallest ceil(k * N) gate values among the N entries (batch x token x step)
-        that let their token run another pass: it pushes the least useful passes toward halting.
-        Halted tokens' entries, and gates already below tau, are left out: pushing those would
-        change nothing, yet they would fill the bottom-k set and the loss would fall to ~0. Static
-        shapes, so it compiles: left-out entries are sorted to the end, not removed."""
+        """Mean of the smallest ceil(k * N) of the N gate values (batch x token x step) that let
+        their token go on, pushing the least useful passes toward halting. Gates of halted tokens or
+        below tau are left out (they would fill the bottom k and the loss fall to ~0, changing
+        nothing): sorted last, not removed, so that shapes stay static for torch.compile."""
         s, live = torch.stack(s_per_pass).flatten(), torch.stack(running_after).flatten()
         n_keep = torch.ceil(k * live.sum())  # 0 when k = 0 or when no gate let its token go on
         smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1: 2.0 sorts last
@@ -510,23 +448,19 @@ class AdaPonderLM(nn.Module):
     # ---- cached decoding ----
 
     def new_cache(self, batch_size, max_len, dtype=None):
-        """A KV cache for step(): one per pass, each with every layer."""
-        device = self.wte.weight.device
-        if dtype is None:
-            autocast = torch.is_autocast_enabled(device.type)
-            dtype = torch.get_autocast_dtype(device.type) if autocast else self.wte.weight.dtype
-        max_len = min(max_len, self.config.block_size)
-        rotary = (self.rope_cos, self.rope_sin)
-        return KVCache(self.config, rotary, batch_size, max_len, device, dtype)
+        """A KV cache for step(), in autocast's dtype if it is on."""
+        device, weights = self.wte.weight.device, self.wte.weight.dtype
+        autocast = torch.is_autocast_enabled(device.type)
+        dtype = dtype or (torch.get_autocast_dtype(device.type) if autocast else weights)
+        return KVCache(self.config, (self.rope_cos, self.rope_sin), batch_size,
+                       min(max_len, self.config.block_size), device, dtype)
 
     @torch.no_grad()
     def step(self, idx, cache, last_only=False):
-        """Process the next tokens idx (B, T) - a prompt or one new token - through the cache. Same
-        outputs as forward() over the whole sequence, for these T positions (logits of the last one
-        only with last_only: all that sampling needs after a prompt)."""
-        cache.begin_chunk(idx.shape[1])
+        """Run the next tokens idx (B, T) - a prompt or one new token - through the cache: the same
+        outputs as forward() on the whole sequence (last_only: the last position's logits only)."""
+        cache.add_chunk(idx.shape[1])
         h, depth, _ = self.ponder(idx, cache)
-        cache.length += idx.shape[1]
         return PonderOutput(self.lm_head(h[:, -1:] if last_only else h), depth)
 
     @torch.no_grad()
@@ -553,12 +487,10 @@ class AdaPonderLM(nn.Module):
         tokens, depths = zip(*self.stream(idx, max_new_tokens, temperature, top_k))
         return torch.cat((idx, torch.stack(tokens, 1)), 1), torch.stack(depths, 1)
 
-    # ---- cost accounting and the optimizer ----
-
     def flops_per_token(self, depth_hist, context=None):
         """Forward FLOPs per token for a histogram of depths (depth_hist[d-1] = tokens that ran d
-        passes), split by where they go, and the ratio to the same model at full depth and to one
-        plain pass. context: mean keys a query attends to (default block_size, as nanoGPT does)."""
+        passes), split by where they go, and as a share of full depth. context: the mean keys a
+        query attends to (default block_size, as nanoGPT counts)."""
         cfg, K = self.config, self.config.n_ponder
         assert len(depth_hist) == K + 1, f"depth_hist needs {K + 1} bins (depths 1..{K + 1})"
         blocks = 2 * sum(p.numel() for p in self.blocks.parameters())
@@ -573,57 +505,30 @@ class AdaPonderLM(nn.Module):
         out = {key: sum(w[d - 1] * cost(d)[key] for d in range(1, K + 2)) for key in cost(1)}
         out['total'] = sum(out.values())
         out['vs_full_depth'] = out['total'] / sum(cost(K + 1).values())
-        out['vs_one_pass'] = out['total'] / (blocks + attend + head)
         out['mean_depth'] = sum(w[d - 1] * d for d in range(1, K + 2))
         return out
 
-    def training_flops_per_token(self, depth_hist=None):
-        """Forward + backward = 3x the forward, at the depths the tokens ran (default: full depth,
-        what a step with static shapes computes)."""
-        return 3 * self.flops_per_token(depth_hist or [0] * self.config.n_ponder + [1])['total']
-
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, gate_lr_mult=1):
-        """AdamW, weight decay on matrices (and embeddings) only. Each group carries an lr_mult for
-        train.py's schedule: gates may learn faster (new gates on a pretrained backbone must)."""
-        groups = {}  # (decays, is a gate): its parameters, in the order checkpoints have them
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                groups.setdefault((p.dim() >= 2, name.startswith('gates.')), []).append(p)
-        groups = [dict(params=params, weight_decay=weight_decay if decays else 0.0,
-                       lr_mult=gate_lr_mult if is_gate else 1.0)
-                  for (decays, is_gate), params in groups.items()]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == 'cuda')
-
-
-# -----------------------------------------------------------------------------
-# The baseline: random depths with a set mean (the paper's fixed pruning, at equal compute)
-
 
 def random_depths(shape, n_pass, mean, dist, device):
-    """Depths in 1..n_pass with mean `mean` (at most n_pass): 'uniform' spreads a continuous uniform
-    as wide as the range allows and rounds it at random; 'geometric' goes on after each pass with
-    one probability c, found by bisection; 'least_spread' gives each token floor(mean) or
-    ceil(mean) passes, ceil with probability frac(mean): at a whole number, a cap on passes."""
-    m = min(max(mean, 1.0), float(n_pass))
-    if dist == 'least_spread':
-        return (m + torch.rand(shape, device=device)).floor().long().clamp(1, n_pass)
+    """The baseline at equal compute: depths in 1..n_pass with mean `mean` (capped). 'uniform':
+    a continuous uniform as wide as the range allows, rounded at random; 'geometric': go on after
+    each pass with one probability c, found by bisection; 'least_spread': floor or ceil of mean."""
+    m, rand = min(max(mean, 1.0), float(n_pass)), lambda: torch.rand(shape, device=device)
+    if dist == 'least_spread':  # ceil with probability frac(mean): at a whole number, a cap
+        return (m + rand()).floor().long().clamp(1, n_pass)
     if dist == 'uniform':
         w = min(m - 1, n_pass - m)
-        x = m - w + 2 * w * torch.rand(shape, device=device)
-        return (x.floor() + (torch.rand(shape, device=device) < x.frac())).long().clamp(1, n_pass)
+        x = m - w + 2 * w * rand()
+        return (x.floor() + (rand() < x.frac())).long().clamp(1, n_pass)
     lo, hi = 0.0, 1.0  # geometric: the mean depth sum_{j<n} c^j grows with c
     for _ in range(50):
         c = (lo + hi) / 2
         lo, hi = (c, hi) if sum(c ** j for j in range(n_pass)) < m else (lo, c)
     depth, going = torch.ones(shape, dtype=torch.long, device=device), True
     for _ in range(n_pass - 1):
-        going = going & (torch.rand(shape, device=device) < c)
+        going = going & (rand() < c)
         depth += going
     return depth
-
-
-# -----------------------------------------------------------------------------
-# Sampling, the device
 
 
 def depth_histogram(depth, n_pass):
@@ -640,41 +545,3 @@ def sample_next(logits, temperature, top_k):
         v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
         logits = logits.masked_fill(logits < v[:, [-1]], -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
-
-
-def pick_device(device='auto', dtype='auto'):
-    """(device, dtype name, autocast context), one set-up for every script. 'auto': cuda > mps >
-    cpu, and bfloat16 where the GPU has it (float16 on older GPUs: train.py adds a GradScaler),
-    else float32. Weights stay float32; matmuls run in the lower precision inside the context."""
-    available = dict(cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available(),
-                     cpu=True)
-    device = next(kind for kind, ok in available.items() if ok) if device == 'auto' else device
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps") from None
-    if not available.get(kind, True):
-        raise ValueError(f"device {device} is not available on this machine; pass --device=cpu")
-    if dtype == 'auto':
-        dtype = 'bfloat16' if kind == 'cuda' and torch.cuda.is_bf16_supported() else \
-            'float16' if kind == 'cuda' else 'float32'
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    if kind == 'cuda':  # tf32 matmuls and convolutions on Ampere and later
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
-    return device, dtype, ctx
-
-
-PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks, matched against the device name: for MFU
-    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
-    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
-}
-
-
-def device_peak_flops(device):
-    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, others)."""
-    if torch.device(device).type != 'cuda':
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)

@@ -21,10 +21,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from adaponder import depth_histogram, pick_device
+from adaponder import depth_histogram
 from configurator import check, configure, die
 from data.tokenizer import load_tokenizer
-from pretrained import load_checkpoint
+from pretrained import load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
 mode = 'analyze'  # 'analyze': the tables (and the plot) | 'lens': what each pass predicts for `start` |

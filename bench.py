@@ -31,10 +31,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from adaponder import (AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram, device_peak_flops,
-                       pick_device)
+from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram
 from configurator import check, configure, die
-from pretrained import load_checkpoint
+from pretrained import device_peak_flops, load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
 # settings: the device picks a preset of shapes ('gpt2' on cuda, 'small' elsewhere); a setting given
@@ -49,7 +48,7 @@ n_ponder = 3  # K of the pondering models: K+1 passes per token
 fixed_mean_depth = 2.0  # controlled halting: mean passes per token, out of K+1
 fixed_depth_dist = 'uniform'  # and how the depths spread around it ('uniform', 'geometric' or 'least_spread')
 seed = 1337  # controlled halting draws depths from torch's RNG: reseeding repeats them exactly
-peak_tflops = 0.0  # peak of the device for MFU; 0: look a CUDA GPU up in adaponder.PEAK_BF16_TFLOPS
+peak_tflops = 0.0  # peak of the device for MFU; 0: look a CUDA GPU up in pretrained.PEAK_BF16_TFLOPS
 # shapes: the values of the 'gpt2' preset, GPT-2 small, the shape nanoGPT's MFU is known at
 n_layer = 12
 n_head = 12
@@ -166,7 +165,7 @@ def random_tokens(B, T, n_vocab):
 def train_step(K, halting):
     """A function running one whole training step of a new model, and the model's FLOPs per token."""
     model = make_model(K, halting)
-    optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.1, fused=device.type == 'cuda')
     forward = torch.compile(model) if compile else model
     x = random_tokens(batch_size, block_size, vocab_size)
     y = x.roll(-1, dims=1)  # the targets' values do not change the step's cost
@@ -177,7 +176,7 @@ def train_step(K, halting):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return step, model.training_flops_per_token()
+    return step, 3 * model.flops_per_token([0] * K + [1])['total']  # forward + backward, at full depth
 
 
 def bench_train():

@@ -18,10 +18,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from adaponder import pick_device
 from configurator import check, configure, die
 from data.tokenizer import load_tokenizer
-from pretrained import from_pretrained, load_checkpoint
+from pretrained import from_pretrained, load_checkpoint, pick_device
 
 try:  # an optional extra: without it, main() says how to install it
     from lm_eval.api.model import LM

@@ -1,20 +1,23 @@
 """
-Weights on disk, in and out: AdaPonder checkpoints (written atomically, read without running code from them),
-and pretrained GPT-NeoX weights imported as an AdaPonderLM: a Pythia model (which has never pondered) or an
-official PonderLM checkpoint (which ponders, without gates), from a local directory or a model-hub id through
-huggingface_hub.
+A model ready to run: weights in and out, and the device they run on. AdaPonder checkpoints (written
+atomically, read without running code from them), and pretrained GPT-NeoX weights imported as an AdaPonderLM:
+a Pythia model (which has never pondered) or an official PonderLM checkpoint (which ponders, without gates),
+from a local directory or a model-hub id through huggingface_hub.
 
     model, ckpt = load_checkpoint('out-toy/ckpt.pt', halt_threshold=0.01)   # ours, run at another tau
     model = from_pretrained('pythia-70m', n_ponder=3)                       # new gates on a plain Pythia
     model = from_pretrained('zeng123/PonderingPythia-1.4B')                 # PonderLM, K from its config
 
 An import takes the architecture from the checkpoint's config.json; the overrides set the pondering knobs.
-Our blocks use GPT-NeoX's fused layout, so importing is renaming tensors.
+Our blocks use GPT-NeoX's fused layout, so importing is renaming tensors. pick_device() is every script's
+device and precision set-up, and device_peak_flops() the GPU's peak, for MFU. preset('pythia-70m') is a
+Pythia shape to train from scratch, and preset('tiny') a model for tests and demos.
 """
 import glob
 import importlib.util
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
@@ -62,7 +65,22 @@ def load_checkpoint(path, device='cpu', **settings):
 
 
 # -----------------------------------------------------------------------------
-# Pythia and PonderLM, imported
+# Pythia: its shapes, and Pythia and PonderLM weights imported
+
+PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
+    'pythia-14m': dict(n_layer=6, n_head=4, n_embd=128, block_size=2048),
+    'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
+    'pythia-160m': dict(n_layer=12, n_head=12, n_embd=768, block_size=2048),
+    'pythia-410m': dict(n_layer=24, n_head=16, n_embd=1024, block_size=2048),
+    'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests, CPU demos
+}
+
+
+def preset(name, **overrides):
+    """AdaPonderConfig for a named shape, e.g. preset('pythia-70m', n_ponder=3)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return AdaPonderConfig(**{**PRESETS[name], **overrides})
 
 
 def from_pretrained(name_or_path, **config_overrides):
@@ -204,3 +222,45 @@ def download_checkpoint(hub_id):
                          "check your connection and HF_ENDPOINT, or pass a local directory") from None
     raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; download it "
                      "yourself and pass the directory")
+
+
+# -----------------------------------------------------------------------------
+# The device
+
+
+def pick_device(device='auto', dtype='auto'):
+    """(device, dtype name, autocast context), one set-up for every script. 'auto': cuda > mps >
+    cpu, and bfloat16 where the GPU has it (float16 on older GPUs: train.py adds a GradScaler),
+    else float32. Weights stay float32; matmuls run in the lower precision inside the context."""
+    available = dict(cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available(),
+                     cpu=True)
+    device = next(kind for kind, ok in available.items() if ok) if device == 'auto' else device
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps") from None
+    if not available.get(kind, True):
+        raise ValueError(f"device {device} is not available on this machine; pass --device=cpu")
+    if dtype == 'auto':
+        dtype = 'bfloat16' if kind == 'cuda' and torch.cuda.is_bf16_supported() else \
+            'float16' if kind == 'cuda' else 'float32'
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    if kind == 'cuda':  # tf32 matmuls and convolutions on Ampere and later
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
+    return device, dtype, ctx
+
+
+PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks, matched against the device name: for MFU
+    'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312, 'L40S': 362, 'L4': 121,
+    'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71, 'V100': 125, 'T4': 65,
+}
+
+
+def device_peak_flops(device):
+    """Peak bf16 FLOP/s of a CUDA device, from its name; None where unknown (CPU, MPS, others)."""
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram, pick_device
+from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
 from configurator import check, configure, die
 from data.tokenizer import load_tokenizer
-from pretrained import load_checkpoint
+from pretrained import load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
 out_dir = 'out-toy'  # the folder holding ckpt.pt

@@ -31,10 +31,9 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
 from configurator import check, configure, die
-from pretrained import from_pretrained, load_checkpoint, save_checkpoint
-from adaponder import (PRESETS, AdaPonderConfig, AdaPonderLM, depth_histogram, device_peak_flops,
-                       pick_device)
+from pretrained import PRESETS, device_peak_flops, from_pretrained, load_checkpoint, pick_device, save_checkpoint
 
 # -----------------------------------------------------------------------------
 # default config values: the toy demo, 5 to 10 minutes at one thread on a 2-core CPU (longer if it is busy)
@@ -53,7 +52,7 @@ gradient_accumulation_steps = 1  # micro-batches per optimizer step, summed over
 batch_size = 32  # sequences per micro-batch (per rank)
 block_size = 64  # training context in tokens
 # model
-model_preset = ''  # '' or a shape from adaponder.PRESETS ('pythia-70m', ...): it sets the shape below
+model_preset = ''  # '' or a shape from pretrained.PRESETS ('pythia-70m', ...): it sets the shape below
 n_layer = 4  # transformer blocks
 n_head = 4  # attention heads
 n_embd = 128  # width
@@ -300,7 +299,14 @@ raw_model = model  # the plain module: for FLOPs, scoring and saving, under comp
 # -----------------------------------------------------------------------------
 # optimizer, compile, DDP
 
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, gate_lr_mult)
+# AdamW, with weight decay on matrices and embeddings only; the gates may learn faster (gate_lr_mult: new gates
+# on a pretrained backbone must). Each group carries its lr_mult for the schedule, in the order checkpoints keep.
+groups = {}  # (decays, is a gate): parameters
+for name, p in model.named_parameters():
+    groups.setdefault((p.dim() >= 2, name.startswith('gates.')), []).append(p)
+groups = [dict(params=params, weight_decay=weight_decay if decays else 0.0, lr_mult=gate_lr_mult if is_gate else 1.0)
+          for (decays, is_gate), params in groups.items()]
+optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), fused=device_type == 'cuda')
 batch_gen = torch.Generator().manual_seed(seed)  # the training batches; its state goes into checkpoints
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
@@ -433,9 +439,10 @@ def eval_metrics(losses, hist, tok_s):
     share = hist / hist.sum()
     flops = raw_model.flops_per_token(hist.tolist(), context=block_size)['vs_full_depth']
     peak = peak_tflops * 1e12 or device_peak_flops(device)
-    # eager training computes only the passes that run; compiled training every pass (training_context)
-    mfu = raw_model.training_flops_per_token(None if compile else hist.tolist()) * tok_s / (peak * world_size) \
-        if peak and tok_s else None
+    # forward and backward: 3x the forward; eager training computes only the passes that run, compiled training
+    # every pass (training_context)
+    ran = [0] * (len(hist) - 1) + [1] if compile else hist.tolist()
+    mfu = 3 * raw_model.flops_per_token(ran)['total'] * tok_s / (peak * world_size) if peak and tok_s else None
     return {'step': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
             'passes': (share * torch.arange(1, len(hist) + 1)).sum().item(), 'depth_hist': share.tolist(),
             'flops_vs_full': flops, 'tok/s': tok_s or None, 'mfu': mfu or None}
@@ -535,7 +542,8 @@ def ranks_agree():
 # -----------------------------------------------------------------------------
 # training loop
 
-log(f"{raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
+n_params = sum(p.numel() for name, p in raw_model.named_parameters() if not name.startswith(('wte', 'lm_head')))
+log(f"{n_params / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per "
     f"iteration, device {device}, dtype {dtype}, world size {world_size}")
 start_iter = iter_num
 if master_process and not eval_only:  # eval_only writes nothing

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import analyze
-from adaponder import AdaPonderLM, preset, random_depths
-from pretrained import load_checkpoint, save_checkpoint
+from adaponder import AdaPonderLM, random_depths
+from pretrained import load_checkpoint, preset, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {k: v for k, v in vars(analyze).items()  # analyze's defaults, restored before every main()
@@ -33,7 +33,10 @@ def train_checkpoint(out_dir, vocab_size, steps, data, dataset='toy', **config):
     cfg = preset('tiny', vocab_size=vocab_size, **{**dict(n_ponder=3, gate_bias_init=0.0, halt_threshold=0.5),
                                                    **config})
     model = AdaPonderLM(cfg)
-    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99), 'cpu')
+    matrices = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on these only, as train.py
+    others = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([dict(params=matrices, weight_decay=0.1), dict(params=others, weight_decay=0.0)],
+                                  lr=1e-2, betas=(0.9, 0.99))
     gen, T = torch.Generator().manual_seed(0), cfg.block_size
     for _ in range(steps):
         ix = torch.randint(len(data) - T - 1, (8,), generator=gen).tolist()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from adaponder import AdaPonderLM, preset
-from pretrained import save_checkpoint
+from adaponder import AdaPonderLM
+from pretrained import preset, save_checkpoint
 
 BENCH = str(Path(__file__).resolve().parents[1] / 'bench.py')
 TINY = ['--device=cpu', '--n_layer=1', '--n_head=2', '--n_embd=16', '--vocab_size=64', '--block_size=24',

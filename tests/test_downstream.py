@@ -16,8 +16,8 @@ import lm_eval.tasks  # noqa: E402
 
 import analyze  # noqa: E402
 import downstream  # noqa: E402
-from adaponder import AdaPonderLM, preset  # noqa: E402
-from pretrained import save_checkpoint  # noqa: E402
+from adaponder import AdaPonderLM  # noqa: E402
+from pretrained import preset, save_checkpoint  # noqa: E402
 
 SETTINGS = {k: v for k, v in vars(downstream).items()  # downstream's defaults, restored before every main()
             if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}

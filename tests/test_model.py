@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, preset, random_depths
+from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, random_depths
+from pretrained import preset
 
 V, T = 64, 24
 
@@ -240,7 +241,8 @@ def test_flops_accounting():
     assert half['total'] == pytest.approx((one['total'] + full['total']) / 2)
     assert one['vocab'] == 2 * model.config.n_embd * V  # one pass: the LM head only
     plain = make_model(n_ponder=0).flops_per_token([1])
-    assert plain['vs_one_pass'] == pytest.approx(1.0) and plain['gates'] == 0
+    assert plain['vs_full_depth'] == 1.0 and plain['gates'] == 0
+    assert plain['total'] == pytest.approx(one['total'] - one['gates'])  # one pass: a plain pass and a gate
 
 
 @pytest.mark.parametrize('name', ['pythia-14m', 'pythia-70m', 'pythia-160m', 'pythia-410m'])
@@ -248,7 +250,8 @@ def test_presets_have_pythia_sizes(name):
     expected = {'pythia-14m': 1.2e6, 'pythia-70m': 18.9e6, 'pythia-160m': 85.1e6, 'pythia-410m': 302.3e6}
     with torch.device('meta'):  # shapes only, no memory
         model = AdaPonderLM(preset(name, n_ponder=0))
-    assert model.get_num_params() == pytest.approx(expected[name], rel=0.01)  # Pythia's non-embedding counts
+    n_params = sum(p.numel() for name, p in model.named_parameters() if not name.startswith(('wte', 'lm_head')))
+    assert n_params == pytest.approx(expected[name], rel=0.01)  # Pythia's non-embedding counts
 
 
 def test_clear_errors():

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import sample
-from adaponder import AdaPonderLM, preset
-from pretrained import load_checkpoint, save_checkpoint
+from adaponder import AdaPonderLM
+from pretrained import load_checkpoint, preset, save_checkpoint
 from data.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
