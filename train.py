@@ -133,6 +133,9 @@ check(globals(), **dict.fromkeys(('batch_size', 'block_size', 'max_iters', 'eval
       learning_rate='(0, inf)', min_lr='[0, inf)', weight_decay='[0, inf)', beta1='[0, 1)', beta2='[0, 1)',
       grad_clip='[0, inf)', gate_lr_mult='[0, inf)', peak_tflops='[0, inf)', bottom_k_frac='[0, 1]',
       bottom_k_start='[0, 1]', bottom_k_end='[0, 1]')
+if min_lr > learning_rate:
+    die(f"min_lr={min_lr:g} is above learning_rate={learning_rate:g}; the cosine decays from learning_rate down to "
+        "min_lr, so lower min_lr")
 if bottom_k_start > bottom_k_end:
     die(f"bottom_k_start={bottom_k_start} is after bottom_k_end={bottom_k_end}; the ramp of k needs start <= end")
 if not out_dir:

@@ -165,6 +165,7 @@ def test_an_import_refuses_another_shape_and_names_a_corrupt_file(trained, tmp_p
     (['--gate_lr_mult=-10'], ['gate_lr_mult=-10']),
     (['--warmup_iters=-5'], ['warmup_iters=-5', 'integer']),
     (['--bottom_k_start=0.9'], ['bottom_k_start=0.9', 'bottom_k_end=0.5']),
+    (['--min_lr=0.1', '--learning_rate=0.01'], ['min_lr=0.1', 'learning_rate=0.01']),
     (['--bottom_k_frac=1.5'], ['bottom_k_frac']),
     (['--halt_threshold=2.0'], ['halt_threshold']),
     (['--n_ponder=-1'], ['n_ponder']),
