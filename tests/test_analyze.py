@@ -1,5 +1,7 @@
 """analyze.py: the tables agree with the model and with each other, the dial moves compute, clear errors."""
+import contextlib
 import importlib.util
+import io
 import math
 import re
 from pathlib import Path
@@ -199,10 +201,40 @@ def test_the_dial_reaches_each_whole_number_of_passes_where_least_spread_is_the_
     torch.testing.assert_close(spread['nll'], cap['nll'])
 
 
-def test_analysis_prints_every_table_consistently(toy, dial, capsys):
+@pytest.fixture(scope='module')
+def analysis(toy):
+    """One run of analyze that the table and plot tests share (a run costs a second): two other checkpoints and,
+    where matplotlib is installed, the plot, drawn while a backend other than the Agg a file is drawn with is
+    current (svg, as a notebook's would be). Returns (stdout, SystemExit message, figures drawn, backend after)."""
+    try:
+        import matplotlib
+        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+    except ImportError:
+        matplotlib = None
+    args = toy_args(toy, f'--compare_ckpts={toy["none"]},{toy["vanilla"]}/ckpt.pt')
+    drawn, backend, message = [], None, None
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
+        vars(analyze).update(SETTINGS)
+        if matplotlib:
+            args += (f'--plot={toy["root"] / "dial.png"}',)
+            save, before = Figure.savefig, matplotlib.get_backend()
+            patch.setattr(Figure, 'savefig', lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
+            plt.switch_backend('svg')
+        try:
+            analyze.main(list(args))
+        except SystemExit as e:
+            message = str(e.code)
+        finally:
+            if matplotlib:
+                backend = matplotlib.get_backend()
+                plt.switch_backend(before)
+    return out.getvalue(), message, drawn, backend
+
+
+def test_analysis_prints_every_table_consistently(toy, dial, analysis):
     model, data, runs = dial
-    others = f'{toy["none"]},{toy["vanilla"]}/ckpt.pt'
-    out, message = run_main(capsys, *toy_args(toy, f'--compare_ckpts={others}'))
+    out, message, _, _ = analysis
     assert message is None, message
     own = analyze.score(model, data, 16, 2048)[0]  # the checkpoint's own per-token NLL, as trained
     # table 1: five equal quintiles whose passes average to the checkpoint's; the toy classes add up
@@ -244,30 +276,20 @@ def test_analysis_prints_every_table_consistently(toy, dial, capsys):
     assert float(values(compare[1:], 'delta')[0]) == pytest.approx(delta.item(), abs=5e-5)
 
 
-def test_plot_is_written(toy, capsys):
+def test_plot_is_written(toy, analysis):
     pytest.importorskip('matplotlib')
     picture = toy['root'] / 'dial.png'
-    out, message = run_main(capsys, *toy_args(toy, f'--plot={picture}', f'--compare_ckpts={toy["vanilla"]}'))
+    out, message, _, _ = analysis
     assert message is None and f'wrote {picture}' in out
     assert picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and picture.stat().st_size > 20_000
 
 
-def test_the_plot_names_checkpoints_by_what_they_are_and_leaves_the_backend_alone(toy, capsys, monkeypatch):
+def test_the_plot_names_checkpoints_by_what_they_are_and_leaves_the_backend_alone(analysis):
     """Title and legend describe each checkpoint from its contents (kind, shape, step), never by its folder's name;
     and drawing switches no matplotlib backend (a notebook's stays)."""
-    matplotlib = pytest.importorskip('matplotlib')
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-    drawn, save = [], Figure.savefig
-    monkeypatch.setattr(Figure, 'savefig', lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
-    before = matplotlib.get_backend()
-    plt.switch_backend('svg')  # any backend but the Agg a file is drawn with
-    try:
-        out, message = run_main(capsys, *toy_args(toy, f'--plot={toy["root"] / "named.png"}',
-                                                  f'--compare_ckpts={toy["vanilla"]}'))
-        assert message is None and matplotlib.get_backend() == 'svg'
-    finally:
-        plt.switch_backend(before)
+    pytest.importorskip('matplotlib')
+    _, message, drawn, backend = analysis
+    assert message is None and backend == 'svg'
     ax = drawn[0].axes[0]
     words = [ax.get_title()] + [t.get_text() for t in ax.get_legend().get_texts()]
     assert not [w for w in words if 'out-' in w or 'ckpt.pt' in w], words

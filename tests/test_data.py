@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ def run(name, *args):
     """Run data/<name>/prepare.py as a user would; returns the CompletedProcess."""
     cmd = [sys.executable, str(ROOT / "data" / name / "prepare.py"), *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def run_here(monkeypatch, capsys, name, *args):
+    """data/<name>/prepare.py ARGS in this process (runpy, as `python prepare.py ARGS`), for runs that succeed: no
+    interpreter start-up, and tiktoken's BPE loads once. An error would fail the test. Returns its stdout."""
+    script = str(ROOT / "data" / name / "prepare.py")
+    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+    runpy.run_path(script, run_name="__main__")
+    return capsys.readouterr().out
 
 
 def load(name):
@@ -169,12 +179,11 @@ def test_toy_labels_are_honest(toy):
 # -----------------------------------------------------------------------------
 # shakespeare_char
 
-def test_shakespeare_round_trip(tmp_path):
+def test_shakespeare_round_trip(tmp_path, monkeypatch, capsys):
     # non-ASCII characters and a "\r\n" must come back exactly
     text = "First Citizen:\nBefore we proceed any further, hear me.\r\n\nÄll:\nSpeak, speak. — ’tis so\n" * 7
     (tmp_path / "in.txt").write_bytes(text.encode("utf-8"))
-    result = run("shakespeare_char", "--input", tmp_path / "in.txt", "--out_dir", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
+    run_here(monkeypatch, capsys, "shakespeare_char", "--input", tmp_path / "in.txt", "--out_dir", tmp_path / "out")
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     train = np.fromfile(tmp_path / "out" / "train.bin", dtype=np.uint16)
     val = np.fromfile(tmp_path / "out" / "val.bin", dtype=np.uint16)
@@ -216,13 +225,12 @@ def read_pile(out):
 
 
 @pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.zst"])
-def test_pile_round_trip_and_bad_lines(tmp_path, name):
+def test_pile_round_trip_and_bad_lines(tmp_path, name, monkeypatch, capsys):
     tiktoken = pytest.importorskip("tiktoken")
     bad = ["{not json", json.dumps({"meta": {}}), json.dumps({"text": 42})]
     write_pile(tmp_path / name, DOCS * 3, bad)
-    result = run("pile", "--input", tmp_path / name, "--out_dir", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    assert "skipped 3 bad lines" in result.stdout
+    out = run_here(monkeypatch, capsys, "pile", "--input", tmp_path / name, "--out_dir", tmp_path / "out")
+    assert "skipped 3 bad lines" in out
     meta, train, val = read_pile(tmp_path / "out")
     enc = tiktoken.get_encoding("gpt2")
     assert meta["encoding"] == "gpt2" and meta["eot_token"] == enc.eot_token and meta["vocab_size"] >= enc.n_vocab
@@ -236,11 +244,11 @@ def test_pile_round_trip_and_bad_lines(tmp_path, name):
     assert not list((tmp_path / "out").glob("*.tmp"))
 
 
-def test_pile_max_tokens(tmp_path):
+def test_pile_max_tokens(tmp_path, monkeypatch, capsys):
     write_pile(tmp_path / "docs.jsonl", DOCS * 3)
-    assert run("pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "full").returncode == 0
-    result = run("pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "cut", "--max_tokens", 40)
-    assert result.returncode == 0, result.stderr
+    run_here(monkeypatch, capsys, "pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "full")
+    run_here(monkeypatch, capsys, "pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "cut",
+             "--max_tokens", 40)
     _, full_train, full_val = read_pile(tmp_path / "full")
     _, train, val = read_pile(tmp_path / "cut")
     assert len(full_train) + len(full_val) > 40 and len(train) + len(val) == 40
@@ -274,13 +282,12 @@ def save_tiny_neox_tokenizer(path, with_eot=True):
     return tok
 
 
-def test_pile_neox_round_trip(tmp_path):
+def test_pile_neox_round_trip(tmp_path, monkeypatch, capsys):
     tok = save_tiny_neox_tokenizer(tmp_path / "tokenizer.json")
     eot = tok.token_to_id("<|endoftext|>")
     write_pile(tmp_path / "docs.jsonl", DOCS * 3)
-    result = run("pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "out", "--encoding=neox",
-                 "--tokenizer_json", tmp_path / "tokenizer.json")
-    assert result.returncode == 0, result.stderr
+    run_here(monkeypatch, capsys, "pile", "--input", tmp_path / "docs.jsonl", "--out_dir", tmp_path / "out",
+             "--encoding=neox", "--tokenizer_json", tmp_path / "tokenizer.json")
     meta, train, val = read_pile(tmp_path / "out")
     assert meta["encoding"] == "neox" and meta["eot_token"] == eot == tok.get_vocab_size() - 1 > 0
     assert meta["n_vocab"] == tok.get_vocab_size() and meta["vocab_size"] % 64 == 0

@@ -351,7 +351,7 @@ def test_a_changing_bottom_k_tensor_never_recompiles():
     evaluation (grad mode differs), the whole ramp runs on those graphs. (The backend does not matter for
     recompilation; 'eager' skips code generation.)"""
     import torch._dynamo
-    model, idx = make_model(), tokens()
+    model, idx = make_model(n_layer=1), tokens()  # one layer: half the tracing, the same bottom-k path
     compiled = torch.compile(model, backend='eager')
 
     def train_step(k):
@@ -392,7 +392,7 @@ def reference_generate(model, idx, n):
 
 
 def test_generation_past_the_context_restarts_from_the_last_half():
-    model, idx = make_model(), tokens(B=2, n=5)
+    model, idx = make_model(block_size=16), tokens(B=2, n=5)  # a short context: the same restarts, 4x fewer tokens
     n = 2 * model.config.block_size  # two restarts
     out, depth = model.generate(idx, n, temperature=0)
     ref, ref_depth = reference_generate(model, idx, n)

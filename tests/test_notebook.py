@@ -23,8 +23,9 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     for key, value in FAST.items():  # the kernel, and train.py under it, inherit the environment
         monkeypatch.setenv(key, value)
     nb = nbformat.read(ROOT / 'tutorial.ipynb', as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name='python3',
-                                     resources={'metadata': {'path': str(tmp_path)}})  # the kernel's cwd
+    # the kernel's cwd is tmp_path; at the end it is killed, not asked to exit (torch's exit: most of a second)
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name='python3', shutdown_kernel='immediate',
+                                     resources={'metadata': {'path': str(tmp_path)}})
     client.execute()  # a cell that fails raises CellExecutionError, with its traceback
     outputs = [out for cell in nb.cells if cell.cell_type == 'code' for out in cell.outputs]
     text = ''.join(out.get('text', '') for out in outputs)
