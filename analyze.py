@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import depth_histogram
-from configurator import check, configure, die
+from configurator import check, configure, die, interrupted
 from data.tokenizer import load_tokenizer
 from pretrained import load_checkpoint, pick_device
 
@@ -462,4 +462,4 @@ if __name__ == '__main__':
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the plot, if asked for, is written last
-        die("interrupted; nothing was written")
+        interrupted("nothing was written")

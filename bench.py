@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram
-from configurator import check, configure, die
+from configurator import check, configure, die, interrupted
 from pretrained import device_peak_flops, load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
@@ -534,5 +534,5 @@ try:
 except torch.OutOfMemoryError:
     die("out of device memory; lower batch_size or pick a smaller preset")
 except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the rows above are what was measured
-    die("interrupted; the rows above were measured, the rest not")
+    interrupted("the rows above were measured, the rest not")
 say(f"bench wall_s={time.perf_counter() - t0:.0f}")

@@ -7,8 +7,8 @@ nanoGPT's configurator: a script's settings are its plain global variables, and
 runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
 a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
 `--key value` works too, and a bare --flag sets a boolean setting to True. --help lists the settings with
-their defaults. check() tests the numbers a script cannot use (out of range, NaN) once, as a run starts, and
-die() is the one-line error for bad input.
+their defaults. check() tests the numbers a script cannot use (out of range, NaN) once, as a run starts,
+die() is the one-line error for bad input, and interrupted() the one line for Ctrl-C.
 """
 import ast
 import difflib
@@ -20,6 +20,13 @@ import types
 def die(message):
     """Bad input: one line 'error: ...' on stderr and exit status 1, never a traceback."""
     raise SystemExit(f"error: {' '.join(str(message).split())}")
+
+
+def interrupted(what_was_kept):
+    """Ctrl-C: one line 'interrupted; ...' on stderr (on a line of its own, after any half-printed one) and the
+    shell's status for Ctrl-C, 130, never a traceback."""
+    print(f"\ninterrupted; {what_was_kept}", file=sys.stderr)
+    raise SystemExit(130)
 
 
 def configure(settings, argv=None):

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from configurator import check, configure, die
+from configurator import check, configure, die, interrupted
 from data.tokenizer import load_tokenizer
 from pretrained import from_pretrained, load_checkpoint, pick_device
 
@@ -320,4 +320,4 @@ if __name__ == '__main__':
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        die("interrupted; the settings finished before it were printed (and saved, with --output_path)")
+        interrupted("the settings finished before it were printed (and saved, with --output_path)")

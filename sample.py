@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
-from configurator import check, configure, die
+from configurator import check, configure, die, interrupted
 from data.tokenizer import load_tokenizer
 from pretrained import load_checkpoint, pick_device
 
@@ -136,7 +136,7 @@ if __name__ == '__main__':
     print(f"passes per token: {''.join(show(f' {d} ', d, colours) for d in range(1, n_pass + 1))} (cool = few, hot "
           "= many; ↵ is a newline)" if terminal else f"each new token as text[passes], passes 1..{n_pass}")
     samples = []  # Ctrl-C from here: one line, not a traceback
-    signal.signal(signal.SIGINT, lambda *_: die("\ninterrupted; the samples above were printed, no file written"))
+    signal.signal(signal.SIGINT, lambda *_: interrupted("the samples above were printed, no file written"))
     with ctx:
         torch.manual_seed(seed)
         for i in range(num_samples):

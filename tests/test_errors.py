@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from adaponder import AdaPonderLM
 from pretrained import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,6 +334,41 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(trained, tmp_path, monkeypatch
                                     "kept as it was; continue with --init_from=resume")
     assert load_checkpoint(str(tmp_path / 'ckpt.pt'))[1]['iter_num'] == 2
 
+
+
+KEPT = {'sample.py': 'the samples above were printed, no file written', 'analyze.py': 'nothing was written',
+        'bench.py': 'the rows above were measured, the rest not',
+        'downstream.py': 'the settings finished before it were printed (and saved, with --output_path)'}
+
+
+@pytest.mark.parametrize('script', KEPT)
+def test_ctrl_c_in_the_other_scripts_is_one_line_and_status_130(trained, monkeypatch, capsys, script):
+    """A real SIGINT while the script works (in its second forward; downstream: in lm-eval): one line saying what
+    was kept, the shell's status for Ctrl-C, no traceback."""
+    calls, ponder = [], AdaPonderLM.ponder
+
+    def ponder_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return ponder(self, *args, **kwargs)
+    monkeypatch.setattr(AdaPonderLM, 'ponder', ponder_then_ctrl_c)
+    args = [f'--out_dir={trained["out"]}', f'--data_dir={trained["data"]}', '--device=cpu']
+    if script == 'bench.py':
+        args = [f'--ckpt={trained["out"] / "ckpt.pt"}', f'--data_dir={trained["data"]}', '--device=cpu']
+    if script == 'downstream.py':
+        lm_eval = pytest.importorskip('lm_eval')
+        monkeypatch.setattr(lm_eval, 'simple_evaluate', lambda **kwargs: signal.raise_signal(signal.SIGINT))
+        monkeypatch.setattr(lm_eval.tasks, 'TaskManager', lambda *args, **kwargs: type(
+            'Tasks', (), dict(match_tasks=lambda self, names: names, all_tasks=[]))())
+        args.append('--tasks=piqa')
+    try:
+        status, _, err = run(monkeypatch, capsys, script, *args)
+    except KeyboardInterrupt:  # caught here, so that a failure does not stop the whole test run
+        pytest.fail(f'{script} let Ctrl-C out as a traceback')
+    assert status == 130 and 'Traceback' not in err, err
+    assert err.splitlines()[-1] == f'interrupted; {KEPT[script]}'
+    assert script == 'downstream.py' or len(calls) == 2
 
 def test_divergence_names_the_likely_setting_and_claims_no_checkpoint_it_lacks(trained, tmp_path, monkeypatch,
                                                                                 capsys):
