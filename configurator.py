@@ -1,118 +1,151 @@
-"""
-The one way every script (train.py, sample.py, analyze.py, bench.py, downstream.py) takes its settings, after
-nanoGPT's configurator: a script's settings are its plain global variables, and
-
-    python train.py config/shakespeare_char.py --batch_size=32 --compile=False
-
-runs config files (plain Python assignments) and then --key=value overrides over them, in order. A value is
-a Python literal (--learning_rate=3e-4, --compile=False, --top_k=None) or else a string (--dataset=toy);
-`--key value` works too, and a bare --flag sets a boolean setting to True. --help lists the settings with
-their defaults. check() tests the numbers a script cannot use (out of range, NaN) once, as a run starts,
-die() is the one-line error for bad input, and interrupted() the one line for Ctrl-C.
-"""
+"""How every script takes its settings and reports bad input, after nanoGPT's configurator.
+`python train.py config/toy.py --batch_size=32` sets a script's globals from config files, then
+--key=value (a Python literal, else a string; `--key value` too, a bare --flag is True; --help).
+Bad input ends a script with one line 'error: ...', Ctrl-C or SIGTERM with 'interrupted; ...'.
+Import this module first: then Ctrl-C while torch imports is one line too."""
 import ast
 import difflib
 import os
+import signal
 import sys
-import types
+
+KINDS = (int, float, bool, str, type(None))  # the types a setting may have
+RANK0 = os.environ.get('RANK', '0') == '0'  # under torchrun only rank 0 prints what all would
 
 
-def die(message):
-    """Bad input: one line 'error: ...' on stderr and exit status 1, never a traceback."""
-    raise SystemExit(f"error: {' '.join(str(message).split())}")
+def die(message):  # bad input: one line 'error: ...' on stderr, exit status 1, no traceback
+    raise SystemExit(f"error: {' '.join(str(message).split())}" if RANK0 else 1)
 
 
-def interrupted(what_was_kept):
-    """Ctrl-C: one line 'interrupted; ...' on stderr (on a line of its own, after any half-printed one) and the
-    shell's status for Ctrl-C, 130, never a traceback."""
-    print(f"\ninterrupted; {what_was_kept}", file=sys.stderr)
-    raise SystemExit(130)
+def interrupted(what_was_kept, status=130):  # Ctrl-C (130) or SIGTERM (143): one line
+    if RANK0:
+        print(f"\ninterrupted; {what_was_kept}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def first_line(error):  # an exception in a few words
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def or_die(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a script: a ValueError or OSError (about a checkpoint, a device, a
+    file the user named) becomes the one error line."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, OSError) as e:
+        die(first_line(e) if isinstance(e, ValueError) else f"{e.filename}: {e.strerror or e}")
+
+
+for _signal in (signal.SIGINT, signal.SIGTERM):  # until a script says what it keeps
+    signal.signal(_signal, lambda signum, _: interrupted("nothing was written", 128 + signum))
+
+
+def reader_gone(method):  # `python train.py | head`: when the reader leaves, go on printing nowhere
+    def safely(*args):
+        try:
+            return method(*args)
+        except BrokenPipeError:  # stdout is /dev/null from now on: no error again, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return method(*args)
+    return safely
+
+
+sys.stdout.write, sys.stdout.flush = reader_gone(sys.stdout.write), reader_gone(sys.stdout.flush)
 
 
 def configure(settings, argv=None):
-    """Override settings (a script's globals()) from config files and --key=value arguments (default:
-    sys.argv[1:]). Only keys the script defines can be set, each keeping its type (an int is a float too;
-    a setting whose default is None takes any value). Prints the settings changed; returns their keys."""
-    keys = [k for k, v in settings.items() if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))]
-    args, explicit = list(sys.argv[1:] if argv is None else argv), {}
+    """Override settings (a script's globals()) from config files, then --key=value arguments
+    (default sys.argv[1:]), each keeping its type. Prints and returns those given, as a dict."""
+    keys = [k for k, v in settings.items() if not k.startswith('_') and type(v) in KINDS]
+    args, given = list(sys.argv[1:] if argv is None else argv), {}
     if '--help' in args or '-h' in args:
         print_help(settings, keys)
-
-    def set_one(key, value, source):
-        if key not in keys:
-            guess = ''.join(f"did you mean {k}? " for k in difflib.get_close_matches(key, keys, n=1))
-            die(f"unknown setting {key!r} (from {source}); {guess}settings are: {', '.join(sorted(keys))}")
-        default = settings[key]
-        same_kind = default is None or value is None or type(value) is type(default) or \
-            (type(default) is float and type(value) is int)
-        if not same_kind:
-            die(f"{key} must be {type(default).__name__}, got {value!r} (from {source}); e.g. --{key}={default!r}")
-        settings[key] = explicit[key] = float(value) if type(default) is float and type(value) is int else value
-
     while args:
         arg = args.pop(0)
-        if not arg.startswith('--'):  # a config file
-            if not os.path.isfile(arg):
-                die(f"config file {arg} not found; pass a file like config/toy.py or a --key=value setting")
+        if not arg.startswith('--'):  # a config file, first: after a flag it would undo the flag
+            if given or not arg.endswith('.py') or not os.path.isfile(arg):
+                die(f"config file {arg}: pass a .py file that exists, before any --key=value")
             namespace = {}
             try:
                 exec(open(arg).read(), namespace)
             except Exception as e:
-                die(f"config file {arg} failed to run ({type(e).__name__}: {e}); fix that file")
-            for key, value in namespace.items():
-                if not key.startswith('_') and not isinstance(value, types.ModuleType):
-                    set_one(key, value, arg)
+                die(f"config file {arg} failed ({type(e).__name__}: {first_line(e)}); fix it")
+            given.update({k: typed(settings, keys, k, v, arg) for k, v in namespace.items()
+                          if not k.startswith('_') and type(v) in KINDS})
             continue
         key, has_value, text = arg[2:].partition('=')
         flag = isinstance(settings.get(key), bool)
-        if not has_value and args and not args[0].startswith('--') and (not flag or args[0] in ('True', 'False')):
-            text = args.pop(0)  # --key value
-            has_value, arg = True, f'{arg} {text}'
-        if not has_value and not flag:  # a bare --flag turns a bool setting on
+        if not has_value and args and not args[0].startswith('--') and \
+                (not flag or args[0] in ('True', 'False')):
+            text, has_value, arg = args[0], True, f'{arg} {args.pop(0)}'  # --key value
+        if not has_value and not flag:
             die(f"setting {arg} has no value; write --{key}=VALUE")
         text = text if has_value else 'True'
         try:
-            value = ast.literal_eval(text)  # numbers, booleans, None, quoted strings
-        except (ValueError, SyntaxError):
-            value = text  # a bare word is a string: --dataset=shakespeare_char
-        if isinstance(settings.get(key), str) and not isinstance(value, str):
-            value = text  # a string setting keeps what was typed: --start=123 is the prompt "123"
-        set_one(key, value, arg)
-    if explicit and os.environ.get('RANK', '0') == '0':  # under torchrun, once
-        print('settings overridden: ' + ' '.join(f'{k}={shown(v)}' for k, v in explicit.items()))
-    return set(explicit)
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = text  # a bare word: --dataset=toy
+        string = isinstance(settings.get(key), str) and value is not None  # --start=123: "123"
+        given[key] = typed(settings, keys, key, text if string else value, arg)
+    if given and RANK0:
+        print('settings overridden: ' + ' '.join(f'{k}={shown(v)}' for k, v in given.items()))
+    settings.update(given)
+    return given
 
 
-def shown(value):
-    """A setting's value as it would be typed after --key=."""
+def typed(settings, keys, key, value, source):
+    """value for a setting that exists, of its type (an int is a float too); '~' is home."""
+    if key not in keys:
+        guess = ''.join(f"did you mean {k}? " for k in difflib.get_close_matches(key, keys, n=1))
+        die(f"unknown setting {key!r} (from {source}); {guess}settings are: {', '.join(keys)}")
+    default = settings[key]
+    value = float(value) if type(default) is float and type(value) is int else value
+    if default is not None and value is not None and type(value) is not type(default):
+        die(f"{key} must be {type(default).__name__}, got {value!r} (from {source}); "
+            f"e.g. --{key}={shown(default)}")
+    return os.path.expanduser(value) if isinstance(value, str) else value
+
+
+def shown(value):  # a value as typed after --key=
     return value if isinstance(value, str) and value.split() == [value] else repr(value)
 
 
 def print_help(settings, keys):
-    """--help: the settings, their defaults and the comment each has in the script's source; then exit."""
-    script = settings.get('__file__') or sys.argv[0]
-    comments = {}
-    if script and os.path.isfile(script):
-        for line in open(script, encoding='utf-8'):
-            name, _, rest = line.partition(' = ')
-            if name in keys and '  # ' in rest:
-                comments.setdefault(name, rest.split('  # ', 1)[1].strip())
-    lines = [f"  --{key}={shown(settings[key])}" + (f"  # {comments[key]}" if key in comments else '') for key in keys]
-    print(f"usage: python {os.path.basename(script or 'script.py')} [config/file.py ...] [--key=value ...]\n"
-          "settings (default, then what it does):", *lines, sep='\n')
+    """--help: each setting, its default and its comment in the script's source; then exit."""
+    script, comments = settings.get('__file__') or sys.argv[0], {}
+    for line in open(script, encoding='utf-8') if os.path.isfile(script or '') else []:
+        name, _, rest = line.partition(' = ')
+        if name in keys and '  # ' in rest:
+            comments.setdefault(name, rest.split('  # ', 1)[1].strip())
+    print(f"usage: python {os.path.basename(script or 'script.py')} [config/file.py ...] "
+          "[--key=value ...]\nsettings (default, then what it does):", *[
+              f"  --{k}={shown(settings[k])}" + (f"  # {comments[k]}" if k in comments else '')
+              for k in keys], sep='\n')
     raise SystemExit(0)
 
 
-def check(settings, **ranges):
-    """Die at the first setting outside its range, an interval like '[0, 1)' or '(0, inf)', 'integer [1, inf)'
-    for whole numbers. None passes (it stands for a default); NaN lies in no interval."""
-    for key, rule in ranges.items():
-        value, integer = settings[key], rule.startswith('integer ')
-        interval = rule.removeprefix('integer ')
-        lo, hi = (float(bound) for bound in interval[1:-1].split(','))
+def check(settings, table):
+    """Die at the first setting its rule refuses. A rule is a tuple of the values allowed, or an
+    interval like '[0, 1)', 'integer [1, inf)'; ' or None' after it lets None through."""
+    for key, rule in table.items():
+        value, none_ok = settings[key], isinstance(rule, str) and rule.endswith(' or None')
+        if isinstance(rule, tuple) and value not in rule:
+            die(f"{key}={shown(value)} is not one of {', '.join(map(shown, rule))}; pass one")
+        if isinstance(rule, tuple) or value is None and none_ok:
+            continue
+        interval = rule.removesuffix(' or None').removeprefix('integer ')
+        integer, (lo, hi) = rule.startswith('integer '), map(float, interval[1:-1].split(','))
         number = type(value) is int or type(value) is float and not integer
-        inside = number and (lo <= value if interval[0] == '[' else lo < value) and \
-            (value <= hi if interval[-1] == ']' else value < hi)
-        if value is not None and not inside:
-            die(f"{key}={shown(value)} is out of range; pass --{key}=<{'an integer' if integer else 'a number'} "
-                f"in {interval}>")
+        if not (number and (lo <= value if interval[0] == '[' else lo < value) and
+                (value <= hi if interval[-1] == ']' else value < hi)):
+            die(f"{key}={shown(value)} is out of range; pass --{key}=<"
+                f"{'an integer' if integer else 'a number'} in {interval}{' or None' * none_ok}>")
+
+
+def print_table(tag, rows):
+    """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
+    widths = [max(len(line[j]) for line in cells) for j in range(len(keys))]
+    for line in cells:
+        print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())

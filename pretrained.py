@@ -13,26 +13,35 @@ Our blocks use GPT-NeoX's fused layout, so importing is renaming tensors. pick_d
 device and precision set-up, and device_peak_flops() the GPU's peak, for MFU. preset('pythia-70m') is a
 Pythia shape to train from scratch, and preset('tiny') a model for tests and demos.
 """
+import errno
 import glob
 import importlib.util
 import json
+import math
 import os
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
 from adaponder import AdaPonderConfig, AdaPonderLM
+from configurator import first_line
 
 # -----------------------------------------------------------------------------
 # AdaPonder checkpoints
 
 
 def save_checkpoint(path, model, **extra):
-    """Save the plain weights (no torch.compile or DDP prefix) and config, atomically: a crash in
-    the middle of a save leaves the previous checkpoint whole, and no temporary file."""
+    """Save the plain weights (no torch.compile or DDP prefix), the config and extra, atomically: a
+    crash mid-save leaves the previous checkpoint whole. extra holds what load_checkpoint can read
+    back safely (weights_only): tensors, numbers, strings, lists and dicts of them."""
     raw = getattr(model, '_orig_mod', model)  # torch.compile wraps the module
     raw = getattr(raw, 'module', raw)  # so does DDP
+    if bad := unreadable(extra):
+        raise ValueError(f"cannot save {bad}: a checkpoint holds tensors, numbers, strings, "
+                         "lists and dicts only (weights_only loading reads nothing else)")
     model_args = {**asdict(raw.config), 'n_ponder': raw.K}  # a cap on passes is not the model's K
     try:
         torch.save(dict(model=raw.state_dict(), model_args=model_args, **extra), f'{path}.tmp')
@@ -42,23 +51,44 @@ def save_checkpoint(path, model, **extra):
             os.remove(f'{path}.tmp')
 
 
+def unreadable(value, where='extra'):
+    """Where value holds something weights_only loading refuses (a numpy number, a Path), or None."""
+    if isinstance(value, dict):
+        return next((bad for k, v in value.items() if (bad := unreadable(v, f'{where}[{k!r}]'))),
+                    None if all(type(k) in (str, int) for k in value) else f'a key of {where}')
+    if isinstance(value, (list, tuple)):
+        return next((bad for i, v in enumerate(value) if (bad := unreadable(v, f'{where}[{i}]'))), None)
+    plain = (torch.Tensor, torch.Size, torch.dtype, int, float, bool, str, bytes, type(None))
+    return None if isinstance(value, plain) else f'{where} (a {type(value).__name__})'
+
+
 def load_checkpoint(path, device='cpu', **settings):
-    """Load a checkpoint without running any code from it (weights_only); settings
-    (INFERENCE_SETTINGS) change how it runs. Returns (model, checkpoint)."""
+    """A checkpoint (path, or the folder holding ckpt.pt) read without running code from it
+    (weights_only); settings (INFERENCE_SETTINGS) change how it runs. Returns (model, checkpoint).
+    Errors name the real cause: a missing file, a device, another version's fields, damage."""
+    path = os.path.join(path, 'ckpt.pt') if os.path.isdir(path) else path
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one (python train.py) or fix out_dir")
+        raise FileNotFoundError(errno.ENOENT, "no checkpoint here; train one (python train.py) "
+                                "or pass the folder or file that holds it", path)
+    usable_device(device)
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-        model, theirs = AdaPonderLM(AdaPonderConfig(**ckpt['model_args'])), ckpt['model']
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [''])[0]
-        raise ValueError(f"{path} is not a readable AdaPonder checkpoint ({type(e).__name__}: "
-                         f"{first_line}); delete it and train again") from None
+        ckpt['model_args'], ckpt['model']
+    except Exception as e:  # a truncated or foreign file: zip, pickle and key errors share no class
+        raise ValueError(f"{path} is damaged or not an AdaPonder checkpoint ({type(e).__name__}: "
+                         f"{first_line(e)}); use another checkpoint") from None
+    if unknown := set(ckpt['model_args']) - {f.name for f in fields(AdaPonderConfig)}:
+        raise ValueError(f"{path} was written by another version of adaponder.py: it has config "
+                         f"fields {', '.join(sorted(unknown))}, unknown here; use that version")
+    model, theirs = AdaPonderLM(AdaPonderConfig(**ckpt['model_args'])), ckpt['model']
     ours = model.state_dict()
     if bad := [k for k in {**ours, **theirs}
                if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape]:
         raise ValueError(f"{path} does not fit its own config: first mismatched tensors "
-                         f"{', '.join(bad[:3])}; delete it and train again")
+                         f"{', '.join(bad[:3])}; it was not saved by save_checkpoint")
+    if bad := [k for k, v in theirs.items() if v.is_floating_point() and not v.isfinite().all()]:
+        raise ValueError(f"{path} holds nan or inf weights ({bad[0]}, ...): the run that saved it had "
+                         "diverged; use an earlier checkpoint or train again")
     model.load_state_dict(theirs)
     model.set_inference(**settings)
     return model.to(device), ckpt
@@ -229,27 +259,41 @@ def download_checkpoint(hub_id):
 
 
 def pick_device(device='auto', dtype='auto'):
-    """(device, dtype name, autocast context), one set-up for every script. 'auto': cuda > mps >
-    cpu, and bfloat16 where the GPU has it (float16 on older GPUs: train.py adds a GradScaler),
-    else float32. Weights stay float32; matmuls run in the lower precision inside the context."""
-    available = dict(cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available(),
-                     cpu=True)
-    device = next(kind for kind, ok in available.items() if ok) if device == 'auto' else device
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1 or mps") from None
-    if not available.get(kind, True):
-        raise ValueError(f"device {device} is not available on this machine; pass --device=cpu")
+    """(device, dtype name, autocast context): the one device and precision set-up of every
+    script. 'auto': cuda > mps > cpu, and bfloat16 where the GPU has it (float16 on older GPUs:
+    train.py adds a GradScaler), else float32. Weights stay float32; matmuls run in the lower
+    precision inside the autocast context."""
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else \
+            'mps' if torch.backends.mps.is_available() else 'cpu'
+    kind = usable_device(device)
     if dtype == 'auto':
-        dtype = 'bfloat16' if kind == 'cuda' and torch.cuda.is_bf16_supported() else \
-            'float16' if kind == 'cuda' else 'float32'
+        dtype = 'float32' if kind != 'cuda' else \
+            'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
     if dtype not in ('float32', 'bfloat16', 'float16'):
         raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     if kind == 'cuda':  # tf32 matmuls and convolutions on Ampere and later
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    ctx = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
-    return device, dtype, ctx
+    autocast = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
+    return device, dtype, autocast
+
+
+def usable_device(device):
+    """The kind of a device this machine has (cpu, cuda, mps: what these scripts run on), or a
+    ValueError saying what to pass instead."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    available = dict(cpu=True, cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available())
+    if not available.get(kind):
+        raise ValueError(f"device {device} is not available here (this machine has "
+                         f"{', '.join(k for k, ok in available.items() if ok)}); pass --device=cpu")
+    if kind == 'cuda' and torch.device(device).index is not None and \
+            torch.device(device).index >= torch.cuda.device_count():
+        raise ValueError(f"device {device}: this machine has {torch.cuda.device_count()} GPUs; "
+                         "pass --device=cuda:0")
+    return kind
 
 
 PEAK_BF16_TFLOPS = {  # dense bf16 datasheet peaks, matched against the device name: for MFU
@@ -264,3 +308,43 @@ def device_peak_flops(device):
         return None
     name = torch.cuda.get_device_name(device)
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+# -----------------------------------------------------------------------------
+# Scoring, shared by train.py's class lines, analyze.py's tables and bench.py
+
+
+@torch.no_grad()
+def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress=False):
+    """Per-token NLL, depth and whether the most likely token was right, over a 1-D token array (a
+    val split) in non-overlapping windows of block_size (default: the model's). Returns (nll, depth,
+    targets, correct), 1-D and aligned: entry j scores the prediction of targets[j]."""
+    L, device = block_size or model.config.block_size, model.wte.weight.device
+    n_win = (min(len(data), max_tokens or len(data)) - 1) // L
+    windows = torch.as_tensor(data[:n_win * L + 1].astype('int64'))
+    nll, depth, correct = [], [], []
+    for start in tqdm(range(0, n_win, batch_size), disable=not progress, desc='scoring'):
+        rows = range(start, min(start + batch_size, n_win))
+        x = torch.stack([windows[r * L:(r + 1) * L] for r in rows]).to(device)  # (b, L)
+        y = torch.stack([windows[r * L + 1:(r + 1) * L + 1] for r in rows]).to(device)
+        out = model(x)
+        nll.append(F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten(),
+                                   reduction='none').cpu())
+        depth.append(out.depth.flatten().cpu())
+        correct.append((out.logits.argmax(-1) == y).flatten().cpu())
+    return torch.cat(nll), torch.cat(depth), windows[1:n_win * L + 1], torch.cat(correct)
+
+
+def tau_for_passes(passes_at, target, lo=1e-12, hi=1.0, tol=0.01, steps=30):
+    """The halting threshold tau at which learned halting runs `target` mean passes, where
+    passes_at(tau) measures them: bisection on log tau (gate values span decades), between lo
+    (more passes than target) and hi (fewer). Returns the tau closest to target seen."""
+    best = None
+    for _ in range(steps):
+        tau = math.sqrt(max(lo, 1e-30) * hi)
+        passes = passes_at(tau)
+        best = min(best or (tau, passes), (tau, passes), key=lambda tp: abs(tp[1] - target))
+        if abs(passes - target) <= tol:
+            break
+        lo, hi = (tau, hi) if passes > target else (lo, tau)  # passes fall as tau rises
+    return best[0]
