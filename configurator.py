@@ -63,8 +63,9 @@ def configure(settings, argv=None):
     while args:
         arg = args.pop(0)
         if not arg.startswith('--'):  # a config file, first: after a flag it would undo the flag
-            if given or not arg.endswith('.py') or not os.path.isfile(arg):
-                die(f"config file {arg}: pass a .py file that exists, before any --key=value")
+            if not arg.endswith('.py') or not os.path.isfile(arg) or given:
+                die(f"config file {arg} comes after --{next(iter(given))}: put it first" if given
+                    and os.path.isfile(arg) else f"config file {arg} not found or not a .py file")
             namespace = {}
             try:
                 exec(open(arg).read(), namespace)

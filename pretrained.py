@@ -22,6 +22,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import asdict, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -75,8 +76,8 @@ def load_checkpoint(path, device='cpu', **settings):
         ckpt = torch.load(path, map_location=device, weights_only=True)
         ckpt['model_args'], ckpt['model']
     except Exception as e:  # a truncated or foreign file: zip, pickle and key errors share no class
-        raise ValueError(f"{path} is damaged or not an AdaPonder checkpoint ({type(e).__name__}: "
-                         f"{first_line(e)}); use another checkpoint") from None
+        raise ValueError(f"{path} is damaged or not an AdaPonder checkpoint ({type(e).__name__}); "
+                         "use another checkpoint") from None
     if unknown := set(ckpt['model_args']) - {f.name for f in fields(AdaPonderConfig)}:
         raise ValueError(f"{path} was written by another version of adaponder.py: it has config "
                          f"fields {', '.join(sorted(unknown))}, unknown here; use that version")
@@ -308,6 +309,64 @@ def device_peak_flops(device):
         return None
     name = torch.cuda.get_device_name(device)
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+# -----------------------------------------------------------------------------
+# Prepared datasets and run folders, checked once for every script
+
+
+def read_tokens(path, min_tokens=1, fix='prepare the dataset'):
+    """The uint16 token ids of a prepared split (train.bin, val.bin), memory-mapped; a file that
+    cannot hold them, or too few, is refused with fix as the advice."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} not found; {fix} first")
+    if (size := os.path.getsize(path)) % 2:
+        raise ValueError(f"{path} has an odd number of bytes, not 2-byte token ids; {fix} again")
+    if size // 2 < min_tokens:
+        raise ValueError(f"{path} holds {size // 2} tokens, fewer than {min_tokens}; {fix} again, "
+                         "or pass a smaller --block_size")
+    return np.memmap(path, dtype=np.uint16, mode='r')
+
+
+def read_meta(folder, fix='prepare the dataset'):
+    """A prepared dataset's meta.json: vocab_size (and for characters itos, for the toy classes)."""
+    path = os.path.join(folder, 'meta.json')
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        vocab_size = meta['vocab_size']
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} has no valid vocab_size ({first_line(e)}); {fix} again") from None
+    if type(vocab_size) is not int or not 1 <= vocab_size <= 2 ** 16:  # ids are 2 bytes
+        raise ValueError(f"{path} says vocab_size={vocab_size!r}, not an integer in [1, 65536]; "
+                         f"{fix} again")
+    return meta
+
+
+def lock_out_dir(out_dir):
+    """Make out_dir and hold its lock while this process lives (a crashed run's lock ends with
+    it): two runs writing one checkpoint and one metrics file would corrupt both."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"cannot write into out_dir={out_dir} (a file, not a folder); pass a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, 'train.lock'), 'a+')
+    except OSError as e:
+        raise ValueError(f"cannot write into out_dir={out_dir} ({e.strerror}); pass a folder you "
+                         "can write") from None
+    try:
+        import fcntl  # POSIX only: elsewhere two runs are not kept apart
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per process: one run, one lock
+    except ImportError:
+        return lock
+    except OSError:
+        lock.seek(0)
+        raise ValueError(f"another run (pid {lock.read().strip() or '?'}) is training in {out_dir}; "
+                         "wait for it to end, or pass another --out_dir") from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 # -----------------------------------------------------------------------------

@@ -181,8 +181,9 @@ def test_meaningless_numbers_are_refused_when_the_run_starts(trained, tmp_path, 
     if args[0].startswith('CONFIG:'):
         (tmp_path / 'bad.py').write_text(args[0][len('CONFIG:'):] + '\n')
         args = [str(tmp_path / 'bad.py')]
-    assert_error(run(monkeypatch, capsys, 'train.py', f'--data_dir={trained["data"]}', f'--out_dir={tmp_path / "o"}',
-                     '--max_iters=2', *TINY, *args), *words)
+    config_file = args if args[0].endswith('.py') else []  # config files come first
+    assert_error(run(monkeypatch, capsys, 'train.py', *config_file, f'--data_dir={trained["data"]}',
+                     f'--out_dir={tmp_path / "o"}', '--max_iters=2', *TINY, *args[len(config_file):]), *words)
     assert not (tmp_path / 'o' / 'ckpt.pt').exists()
 
 
@@ -216,7 +217,7 @@ def test_out_dir_a_file_or_empty(trained, monkeypatch, capsys):
 
     def read_only(*args, **kwargs):  # as a read-only folder answers (root may write anywhere: a real one is no test)
         raise PermissionError(errno.EACCES, 'Permission denied')
-    monkeypatch.setattr('tempfile.TemporaryFile', read_only)
+    monkeypatch.setattr(os, 'makedirs', read_only)
     assert_error(run(monkeypatch, capsys, 'train.py', *args, f'--out_dir={trained["root"] / "new"}'),
                  f'cannot write into out_dir={trained["root"] / "new"} (Permission denied)')
 
@@ -234,7 +235,7 @@ def test_a_full_disk_leaves_the_last_checkpoint_and_no_stray_file(trained, tmp_p
     args = [a.replace(str(trained['out']), str(tmp_path)) for a in trained['args']]
     assert_error(run(monkeypatch, capsys, 'train.py', *args), 'could not write', 'No space left on device',
                  f'the last checkpoint is {tmp_path / "ckpt.pt"}, step 2, kept as it was', '--init_from=resume')
-    assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'metrics.jsonl']  # no ckpt.pt.tmp
+    assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'metrics.jsonl', 'train.lock']  # no ckpt.pt.tmp
     assert load_checkpoint(str(tmp_path / 'ckpt.pt'))[1]['iter_num'] == 2
 
 
@@ -254,7 +255,8 @@ def test_data_files_that_cannot_be_trained_on(trained, tmp_path, monkeypatch, ca
     meta['vocab_size'] = 40
     (tmp_path / 'data' / 'toy' / 'meta.json').write_text(json.dumps(meta))  # another vocabulary than the model's
     shutil.copytree(trained['out'], tmp_path / 'resumed')
-    assert_error(run(monkeypatch, capsys, 'train.py', *args, f'--out_dir={tmp_path / "resumed"}', '--init_from=resume'),
+    assert_error(run(monkeypatch, capsys, 'train.py', *args, f'--out_dir={tmp_path / "resumed"}', '--init_from=resume',
+                     '--max_iters=6'),
                  "model's vocab_size 45 does not fit the 40 tokens", 'meta.json')
     assert_error(run(monkeypatch, capsys, 'sample.py', f'--out_dir={trained["out"]}',
                      f'--data_dir={tmp_path / "data"}'),
@@ -330,7 +332,7 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(trained, tmp_path, monkeypatch
     args = [a.replace(str(trained['out']), str(tmp_path)) for a in trained['args']]
     status, _, err = run(monkeypatch, capsys, 'train.py', *args, '--max_iters=8')
     assert status == 130 and len(steps) == 3 and 'Traceback' not in err
-    assert err.splitlines()[-1] == (f"interrupted at step 3; the last checkpoint is {tmp_path / 'ckpt.pt'}, step 2, "
+    assert err.splitlines()[-1] == (f"interrupted; at step 3; the last checkpoint is {tmp_path / 'ckpt.pt'}, step 2, "
                                     "kept as it was; continue with --init_from=resume")
     assert load_checkpoint(str(tmp_path / 'ckpt.pt'))[1]['iter_num'] == 2
 
