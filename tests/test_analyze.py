@@ -2,6 +2,7 @@
 import contextlib
 import importlib.util
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 import analyze
 from adaponder import AdaPonderLM, random_depths
-from pretrained import load_checkpoint, preset, save_checkpoint
+from pretrained import load_checkpoint, preset, save_checkpoint, score
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {k: v for k, v in vars(analyze).items()  # analyze's defaults, restored before every main()
@@ -236,7 +237,7 @@ def test_analysis_prints_every_table_consistently(toy, dial, analysis):
     model, data, runs = dial
     out, message, _, _ = analysis
     assert message is None, message
-    own = analyze.score(model, data, 16, 2048)[0]  # the checkpoint's own per-token NLL, as trained
+    own = score(model, data, batch_size=16, max_tokens=2048)[0]  # the checkpoint's own per-token NLL, as trained
     # table 1: five equal quintiles whose passes average to the checkpoint's; the toy classes add up
     quintiles = tagged(out, 'nll_quantile')
     assert len(quintiles) == 5
@@ -272,7 +273,7 @@ def test_analysis_prints_every_table_consistently(toy, dial, analysis):
     assert values(compare, 'halting') == ['none', 'learned'] and values(compare, 'K') == ['3', '0']
     assert values(compare, 'passes') == ['4.00', '1.00']
     vanilla, _ = load_checkpoint(f'{toy["vanilla"]}/ckpt.pt')
-    delta = analyze.score(vanilla.eval(), data, 16, 2048)[0].mean() - own.mean()
+    delta = score(vanilla.eval(), data, batch_size=16, max_tokens=2048)[0].mean() - own.mean()
     assert float(values(compare[1:], 'delta')[0]) == pytest.approx(delta.item(), abs=5e-5)
 
 
@@ -327,10 +328,11 @@ def test_lens_matches_the_model(toy, capsys):
 
 @pytest.mark.parametrize('args,fragments', [
     (['--bogus=1'], ['unknown setting']),
-    (['--mode=dance'], ["mode='dance' must be analyze, lens or curves"]),
+    (['--mode=dance'], ['mode=dance is not one of analyze, lens, curves']),
+    (['--batch_size=None'], ['batch_size=None is out of range']),
     (['--max_tokens=0'], ['max_tokens=0', 'in [1, inf)']),
     (['--batch_size=many'], ['batch_size must be int']),
-    (['--out_dir=out-nothing'], ['no checkpoint at out-nothing/ckpt.pt', 'train.py']),
+    (['--out_dir=out-nothing'], ['out-nothing: no checkpoint here', 'train.py']),
     (['--split=test'], ['test.bin', 'prepare.py']),
     (['--max_tokens=40'], ['shorter than one window', 'max_tokens']),
     (['--compare_ckpts=OTHER'], ['trained on shakespeare_char', 'same tokens']),
@@ -340,6 +342,9 @@ def test_lens_matches_the_model(toy, capsys):
     (['--mode=curves'], ['--plot=curves.png']),
     (['--mode=curves', '--plot=curves.png'], ['metrics.jsonl', 'train.py writes it']),
     (['--plot=no/such/folder/dial.png'], ['folder does not exist']),
+    (['--split=val_class'], ['val_class.bin', 'prepare the dataset']),
+    (['--mode=lens', '--start=FILE:no/such/prompt.txt'], ['cannot read the prompt FILE:no/such/prompt.txt']),
+    (['--device=xpu'], ['device xpu is not available here']),
 ])
 def test_bad_input_is_one_clear_line(toy, capsys, args, fragments):
     args = [a.replace('OTHER', toy['other_dataset']).replace('SHORT', toy['short_context']) for a in args]
@@ -349,13 +354,12 @@ def test_bad_input_is_one_clear_line(toy, capsys, args, fragments):
 
 
 
-def test_a_bad_compare_ckpts_entry_is_blamed_not_out_dir(toy, capsys, tmp_path):
+def test_a_bad_compare_ckpts_entry_is_named(toy, capsys, tmp_path):
     _, message = run_main(capsys, *toy_args(toy, '--compare_ckpts=out-nothing'))
-    assert message.startswith('error: compare_ckpts: no checkpoint at out-nothing/ckpt.pt') and 'out_dir' not in \
-        message.replace('--out_dir=out-nothing', '') and 'python train.py --out_dir=out-nothing' in message, message
+    assert message.startswith('error: out-nothing: no checkpoint here') and 'out_dir' not in message, message
     (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
     _, message = run_main(capsys, *toy_args(toy, f'--compare_ckpts={tmp_path}'))
-    assert message.startswith('error: compare_ckpts: ') and 'not a readable AdaPonder checkpoint' in message
+    assert message.startswith(f'error: {tmp_path}/ckpt.pt is damaged'), message
 
 
 def test_missing_meta_and_corrupt_checkpoint(toy, capsys, tmp_path):
@@ -364,9 +368,54 @@ def test_missing_meta_and_corrupt_checkpoint(toy, capsys, tmp_path):
     (tmp_path / 'toy' / 'val_class.bin').write_bytes(b'\0' * 10)
     _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
     assert message.startswith('error: no ') and 'meta.json' in message and 'prepare.py' in message
+    (tmp_path / 'toy' / 'meta.json').write_text(json.dumps(toy['meta']))
+    _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')  # classes cut short
+    assert message.startswith('error: ') and 'val_class.bin holds 10 classes' in message, message
+    (tmp_path / 'toy' / 'val.bin').write_bytes(b'')
+    _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
+    assert 'val.bin holds 0 bytes' in message and 'prepare.py' in message, message
+    (tmp_path / 'toy' / 'val.bin').write_bytes(b'\1' * 4001)  # cut short, or another file
+    _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
+    assert 'val.bin holds 4001 bytes, not a whole number of uint16' in message, message
     (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
     _, message = run_main(capsys, f'--out_dir={tmp_path}')
-    assert message.startswith('error: ') and 'not a readable AdaPonder checkpoint' in message
+    assert message.startswith('error: ') and 'is damaged or not an AdaPonder checkpoint' in message
+
+
+def test_nan_weights_are_refused(toy, capsys, tmp_path):
+    ckpt = torch.load(f'{toy["learned"]}/ckpt.pt', weights_only=True)
+    ckpt['model']['lm_head.weight'][0, 0] = float('nan')
+    torch.save(ckpt, tmp_path / 'ckpt.pt')
+    _, message = run_main(capsys, *toy_args(toy), f'--out_dir={tmp_path}')
+    assert message.startswith(f'error: {tmp_path}/ckpt.pt holds nan or inf weights'), message
+
+
+def test_lens_reads_a_prompt_file(toy, capsys, tmp_path):
+    (tmp_path / 'prompt.txt').write_text('C:abc|ab')
+    out, message = run_main(capsys, '--mode=lens', *toy_args(toy, f'--start=FILE:{tmp_path / "prompt.txt"}'))
+    assert message is None and len(tagged(out, 'lens')) == len('C:abc|ab'), message
+
+
+@pytest.mark.parametrize('lines,words', [
+    ([], ['holds no numbers to draw']),
+    (['garbage', '{"kind": "iter"'], ['holds no numbers to draw']),
+    (['{"kind": "iter", "step": 1}', '{"kind": "eval", "step": 2}'], ['holds no numbers to draw']),
+])
+def test_curves_without_numbers_are_one_line(toy, capsys, tmp_path, lines, words):
+    pytest.importorskip('matplotlib')
+    (tmp_path / 'metrics.jsonl').write_text(''.join(line + '\n' for line in lines))
+    _, message = run_main(capsys, '--mode=curves', f'--out_dir={tmp_path}', f'--plot={tmp_path / "c.png"}')
+    assert message.startswith('error: ') and all(w in message for w in words), message
+    assert not (tmp_path / 'c.png').exists()
+
+
+def test_curves_skip_a_step_that_is_not_a_number(toy, capsys, tmp_path):
+    pytest.importorskip('matplotlib')
+    rows = [dict(kind='iter', step=s, loss=3.0 - s / 10, passes=2.0, k=0.1) for s in range(5)]
+    rows[2]['step'] = 'abc'
+    (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    out, message = run_main(capsys, '--mode=curves', f'--out_dir={tmp_path}', f'--plot={tmp_path / "c.png"}')
+    assert message is None and 'skipped 1 unreadable line' in out and (tmp_path / 'c.png').exists()
 
 
 def test_plot_without_matplotlib_says_how_to_install(toy, capsys, monkeypatch):

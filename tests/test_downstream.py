@@ -14,10 +14,9 @@ lm_eval = pytest.importorskip('lm_eval')  # an optional extra: pip install lm-ev
 import lm_eval.evaluator  # noqa: E402
 import lm_eval.tasks  # noqa: E402
 
-import analyze  # noqa: E402
 import downstream  # noqa: E402
 from adaponder import AdaPonderLM  # noqa: E402
-from pretrained import preset, save_checkpoint  # noqa: E402
+from pretrained import preset, save_checkpoint, score  # noqa: E402
 
 SETTINGS = {k: v for k, v in vars(downstream).items()  # downstream's defaults, restored before every main()
             if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
@@ -121,7 +120,7 @@ def test_harness_scores_as_the_model_does(setup, monkeypatch, capsys):
 
     start = CHARS.index('\n')  # an empty context is a newline on a character vocabulary
     for s, doc in zip(samples('t_text'), setup['docs']):
-        nll, depth, *_ = analyze.score(model, np.array([start] + [CHARS.index(c) for c in doc['text']]))
+        nll, depth, *_ = score(model, np.array([start] + [CHARS.index(c) for c in doc['text']]))
         assert len(nll) == 128 and s['resps'][0][0] == pytest.approx(-nll.sum().item(), abs=1e-4)
         assert s['passes'] == [pytest.approx(depth.float().mean().item())]
     assert 'bits_per_byte' in lines['name=t_text']
@@ -146,18 +145,21 @@ def test_generation_stops_at_the_end_of_text(setup, monkeypatch):
     assert harness.generate_until([request]) == [out[:k]]
     assert harness.passes['t'][1] == k + 1  # k tokens of text and the end token
     monkeypatch.setattr(downstream, 'data_dir', str(setup['root'] / 'data'))
-    assert downstream.end_of_text(dict(dataset='chars')) is None  # characters: no end-of-text token
-    assert downstream.end_of_text(dict(dataset='no_meta')) == 50256  # GPT-2's, as load_tokenizer assumes there
+    encode = lambda s: [CHARS.index(c) for c in s]  # noqa: E731
+    assert downstream.document_tokens(dict(dataset='chars'), encode) == (CHARS.index('\n'), None)  # no end token
+    assert downstream.document_tokens(dict(dataset='no_meta'), encode) == (50256, 50256)  # GPT-2's, as there
 
 
 def test_the_dial_prints_passes_against_accuracy(setup, monkeypatch, capsys):
-    out, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--halt_threshold=0,0.5',
+    """(and task names may have spaces after the commas)"""
+    out, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice, t_text', '--halt_threshold=0,0.5',
                      '--n_ponder=3,1', '--limit=1')
     assert error is None
     dial = [dict(w.split('=') for w in line.split()[1:]) for line in out.splitlines() if line.startswith('dial ')]
     passes = {(row['tau'], row['cap']): float(row['passes']) for row in dial}
     assert passes[('0', '3')] == 4 and passes[('0', '1')] == 2 and passes[('0.5', '1')] < 2
-    assert all('acc' in row for row in dial)
+    assert all('acc' in row for row in dial if row['name'] == 't_choice')
+    assert {row['name'] for row in dial} == {'t_choice', 't_text'}
 
 
 def test_bad_input_is_one_line(setup, monkeypatch, capsys, tmp_path):
@@ -170,6 +172,10 @@ def test_bad_input_is_one_line(setup, monkeypatch, capsys, tmp_path):
     assert 'no checkpoint' in error
     _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--n_ponder=4')
     assert 'trained with 3' in error
+    _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--log_samples')
+    assert 'log_samples writes the samples into output_path' in error
+    _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--batch_size=None')
+    assert 'batch_size=None is out of range' in error
     monkeypatch.setattr(downstream, 'LM', object)  # as when lm_eval is not installed
     _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice')
     assert 'pip install lm-eval' in error
