@@ -2,7 +2,7 @@
 Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the
 compute dial: other halting thresholds and caps on passes, each paired token by token against random
 depths of the same mean (uniform, geometric, least spread: floor or ceil of it), (3) other
-checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves: the training curves.
+checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves: training curves.
 
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none
 $ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png
