@@ -78,6 +78,22 @@ def test_toy_is_deterministic(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
 
 
+@pytest.mark.parametrize("name,args", [("toy", ["--train_chars", 200_000]), ("hops", ["--train_tokens", 200_000])])
+def test_a_full_disk_leaves_no_truncated_bin(tmp_path, name, args):
+    """A disk that fills up while train.bin is written (here: a file-size limit of 100 kB, which a write past it
+    hits as a full disk would): one line, and the folder holds what it held before, no half a train.bin, whose
+    odd byte count or missing tokens would look prepared to train.py."""
+    import resource
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "train.bin").write_bytes(b"\0\0" * 10)  # an earlier, whole dataset
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    result = subprocess.run([sys.executable, str(ROOT / "data" / name / "prepare.py"), "--out_dir",
+                             str(tmp_path / "out"), *map(str, args)], capture_output=True, text=True,
+                            preexec_fn=limit, timeout=120)
+    assert_one_line_error(result, "File too large")
+    assert os.listdir(tmp_path / "out") == ["train.bin"] and (tmp_path / "out" / "train.bin").stat().st_size == 20
+
+
 def test_hops_labels_are_the_hops_a_pointer_chase_takes(tmp_path):
     """Every answer of the depth task, chased through its line's bindings: the label is the number of hops to a
     digit (a one-hop question is `look`), the answer token is where the chase ends, and the same seed makes the

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import sample
 from adaponder import AdaPonderLM
 from pretrained import load_checkpoint, preset, save_checkpoint
+from data import show
 from data.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_colours_on_a_terminal_and_the_html_page(toy, monkeypatch, capsys):
     assert error is None
     codes = re.findall(r'\x1b\[30;48;5;(\d+)m', out)
     assert len(codes) >= 4 + 2 * 40 and not re.search(r'\[\d\]', out)  # the legend's 4 keys and every token
-    assert set(codes) <= {str(code) for code, _ in sample.PALETTE} and '↵\x1b[0m\n' in out
+    assert set(codes) <= {str(code) for code, _ in show.PALETTE} and '↵\x1b[0m\n' in out
     html = page.read_text(encoding='utf-8')
     depths = [int(d) for d in re.findall(r'title="passes: (\d)"', html)][4:]  # after the legend's keys
     hists = [s['depth_hist'] for s in stats(out)]
@@ -130,11 +130,11 @@ def test_colours_on_a_terminal_and_the_html_page(toy, monkeypatch, capsys):
 
 
 def test_show_and_html_forms(tmp_path):
-    colours = [sample.PALETTE[0], sample.PALETTE[-1]]
-    assert sample.show('a\n', 3) == 'a\\n[3]\n' and sample.show('\nb', 1) == '\\nb[1]'
-    assert sample.show('\nb', 2, colours) == '\x1b[30;48;5;196m↵\x1b[0m\n\x1b[30;48;5;196mb\x1b[0m'
+    colours = [show.PALETTE[0], show.PALETTE[-1]]
+    assert show.show('a\n', 3) == 'a\\n[3]\n' and show.show('\nb', 1) == '\\nb[1]'
+    assert show.show('\nb', 2, colours) == '\x1b[30;48;5;196m↵\x1b[0m\n\x1b[30;48;5;196mb\x1b[0m'
     page = tmp_path / 'x.html'
-    sample.write_html(str(page), '<p>', [([('<b>&', 2), ('\n', 1)], 'sample i=0 <x>')], colours)
+    show.write_html(str(page), '<p>', [([('<b>&', 2), ('\n', 1)], 'sample i=0 <x>')], colours)
     html = page.read_text(encoding='utf-8')
     assert '&lt;p&gt;' in html and '&lt;b&gt;&amp;' in html and '&lt;x&gt;' in html and '<b>&' not in html
     assert 'background:#ff0000" title="passes: 2">&lt;b&gt;&amp;</span>' in html
@@ -151,7 +151,7 @@ def colours_below_legend(picture):
     ink = (pixels < 1).any(axis=(1, 2))
     top = ink.argmax()
     body = pixels[top + (~ink[top:]).argmax():]
-    return [i for i, (_, rgb) in enumerate(sample.PALETTE, 1) if (abs(body - colors.to_rgb(rgb)).max(-1) < 1e-3).any()]
+    return [i for i, (_, rgb) in enumerate(show.PALETTE, 1) if (abs(body - colors.to_rgb(rgb)).max(-1) < 1e-3).any()]
 
 
 def test_image_colours_the_depths_generated(toy, monkeypatch, capsys):
@@ -176,10 +176,10 @@ def test_image_rows(tmp_path):
     pytest.importorskip('matplotlib')
     import numpy as np
     from matplotlib import colors, image
-    colours = [sample.PALETTE[i] for i in (0, 2, 5, 7)]
+    colours = [show.PALETTE[i] for i in (0, 2, 5, 7)]
 
     def draw(name, prompt, pieces):
-        sample.write_image(str(tmp_path / name), prompt, [(pieces, 'sample i=0')], colours)
+        show.write_image(str(tmp_path / name), prompt, [(pieces, 'sample i=0')], colours)
         return tmp_path / name
     picture = draw('a.png', 'A:1\n', [('xyz' * 10, 2), ('\n', 4), ('z', 2)])
     assert colours_below_legend(picture) == [3, 8]  # 4 passes: the newline
@@ -198,7 +198,7 @@ def test_drawing_leaves_the_matplotlib_backend_alone(tmp_path):
     before = matplotlib.get_backend()
     plt.switch_backend('svg')  # any backend but the Agg a file is drawn with
     try:
-        sample.write_image(str(tmp_path / 'a.png'), 'A:', [([('12', 2)], 'sample i=0')], sample.PALETTE[:4])
+        show.write_image(str(tmp_path / 'a.png'), 'A:', [([('12', 2)], 'sample i=0')], show.PALETTE[:4])
         assert matplotlib.get_backend() == 'svg' and (tmp_path / 'a.png').read_bytes()[:4] == b'\x89PNG'
     finally:
         plt.switch_backend(before)
@@ -269,20 +269,13 @@ def test_gpt2_checkpoint_without_meta_samples(tmp_path, monkeypatch, capsys):
 
 # ---- bad input: one line naming the problem and the fix ----
 
-def test_import_has_no_side_effects(monkeypatch, capsys):
-    monkeypatch.setattr(sys, 'argv', ['sample.py', '--no_such_setting=1'])
-    spec = importlib.util.spec_from_file_location('sample_again', ROOT / 'sample.py')
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # neither parses argv nor samples
-    assert capsys.readouterr() == ('', '')
-
-
 @pytest.mark.parametrize('args,fragment', [
     (['--bogus=1'], "unknown setting 'bogus'"),
-    (['--top_k=0'], 'top_k=0 is out of range; pass --top_k=<an integer in [1, inf)>'),
+    (['--top_k=0'], 'top_k=0 is out of range; pass --top_k=<an integer in [1, inf) or None>'),
     (['--max_new_tokens=0'], 'max_new_tokens'),
     (['--temperature=-1'], 'temperature=-1.0 is out of range; pass --temperature=<a number in [0, inf)>'),
-    (['--halt_threshold=abc'], 'halt_threshold=abc is out of range; pass --halt_threshold=<a number in [0, 1]>'),
-    (['--n_ponder=-1'], 'n_ponder=-1 is out of range; pass --n_ponder=<an integer in [0, inf)>'),
+    (['--halt_threshold=abc'], 'halt_threshold=abc is out of range; pass --halt_threshold=<a number in [0, 1] or None>'),
+    (['--n_ponder=-1'], 'n_ponder=-1 is out of range; pass --n_ponder=<an integer in [0, inf) or None>'),
     (['--n_ponder=7'], 'n_ponder can only be lowered'),
     (['--start=A:Z1@'], "characters not in the vocabulary: '@', 'Z'; use only these: "),
     (['--start='], 'the prompt is empty'),
@@ -290,8 +283,12 @@ def test_import_has_no_side_effects(monkeypatch, capsys):
     (['--start=FILE:empty.txt'], 'the prompt is empty'),
     (['--start=FILE:latin1.txt'], 'cannot read the prompt FILE:latin1.txt (not UTF-8)'),
     (['--data_dir=nowhere'], 'no nowhere/toy/meta.json'),
-    (['--out_dir=nowhere'], 'no checkpoint at nowhere/ckpt.pt'),
+    (['--out_dir=nowhere'], 'nowhere/ckpt.pt: no checkpoint here'),
     (['--html=no/such/folder/s.html'], 'cannot write html=no/such/folder/s.html: no such folder'),
+    (['--num_samples=None'], 'num_samples=None is out of range; pass --num_samples=<an integer in [1, inf)>'),
+    (['--temperature=None'], 'temperature=None is out of range'),
+    (['--seed=100000000000000000000000'], 'seed=100000000000000000000000 is out of range'),
+    (['--device=xpu'], 'xpu'),
 ])
 def test_bad_input_is_one_clear_line(args, fragment, toy, monkeypatch, capsys):
     monkeypatch.chdir(toy['root'])
@@ -307,11 +304,49 @@ def test_unreadable_checkpoint_and_tokenizer(tmp_path, monkeypatch, capsys):
     (tmp_path / 'bad').mkdir()
     (tmp_path / 'bad' / 'ckpt.pt').write_bytes(b'not a checkpoint')
     _, error = run(monkeypatch, capsys, f'--out_dir={tmp_path / "bad"}')
-    assert 'not a readable AdaPonder checkpoint' in error
+    assert 'is damaged or not an AdaPonder checkpoint' in error
     args = bpe_checkpoint(tmp_path, 'neox')
     (tmp_path / 'tokenizer.json').unlink()
     _, error = run(monkeypatch, capsys, *args, '--start=hello')
     assert 'cannot load the tokenizer of' in error and 'prepare the data again' in error
+
+
+def test_none_lets_top_k_halt_threshold_and_n_ponder_default(toy, monkeypatch, capsys):
+    """None is refused where a number is needed (above), taken where the setting says what it means."""
+    out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=1', '--max_new_tokens=5', '--top_k=None',
+                     '--halt_threshold=None', '--n_ponder=None')
+    assert error is None and len(stats(out)) == 1
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_in_one_line(toy, tmp_path, monkeypatch, capsys):
+    model, _ = load_checkpoint(str(toy['root'] / 'out' / 'ckpt.pt'))
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float('nan')
+    (tmp_path / 'out').mkdir()
+    save_checkpoint(str(tmp_path / 'out' / 'ckpt.pt'), model, dataset='toy')
+    out, error = run(monkeypatch, capsys, f'--out_dir={tmp_path / "out"}', f'--data_dir={toy["root"] / "data"}')
+    assert 'holds nan or inf weights' in error and out == ''  # not a sample of nan probabilities
+
+
+def test_a_hops_prompt_is_cut_into_the_datasets_tokens(tmp_path, monkeypatch, capsys):
+    """The depth task's tokens are several characters ('a>j ', ' a='): a prompt is cut longest token first, as
+    the data was, and text no token matches is named."""
+    spec = importlib.util.spec_from_file_location('hops_prepare', ROOT / 'data' / 'hops' / 'prepare.py')
+    hops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hops)
+    meta, _ = hops.prepare(str(tmp_path / 'data' / 'hops'), train_tokens=100, val_tokens=100)
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=meta['vocab_size']))
+    (tmp_path / 'out').mkdir()
+    save_checkpoint(str(tmp_path / 'out' / 'ckpt.pt'), model, dataset='hops')
+    args = [f'--out_dir={tmp_path / "out"}', f'--data_dir={tmp_path / "data"}', '--num_samples=1',
+            '--max_new_tokens=3']
+    out, error = run(monkeypatch, capsys, *args, '--start=a>j b>f c>3 | a=')
+    assert error is None and out.splitlines()[1].startswith('a>j b>f c>3 | a=')
+    encode, decode = load_tokenizer(str(tmp_path / 'data'), dict(dataset='hops'), meta['vocab_size'])
+    assert [decode([i]) for i in encode('a>j b>f c>3 | a=')] == ['a>j ', 'b>f ', 'c>3 ', '|', ' a=']
+    _, error = run(monkeypatch, capsys, *args, '--start=a>j b>x | a=')
+    assert "no token of the vocabulary matches the prompt at 'b>x | a='" in error and 'meta.json' in error
 
 
 def test_the_script_exits_1_with_one_line_on_stderr(toy):

@@ -1,26 +1,21 @@
 """
-The depth task: pointer chasing, where every answer needs a known number of sequential lookups (hops).
-No download: a seeded generator. Each line lists ten bindings, then asks questions about them:
-
-    a>j b>f c>3 d>e e>c f>5 g>7 h>i i>b j>2 | a=2 g=7 h=5 d=3 i: b= c:3
-
-`a>j` says a points to j; a digit ends a chain. The keys form four chains of 4, 3, 2 and 1 hops, each ending
-in its own digit (d, e, c, 3 is three hops). ` a=` asks where a's chain ends: 2 (a, j, 2: two hops); it is
-asked once for the start of each chain. ` i:` asks only what i points to: b, written as b's own question
-` b=`, so that the token a model predicts after one hop is the very token that asks for the next one.
-
-A binding like `a>j ` is ONE token, so that one attention step can find it by its key; with single characters a
-lookup needs an induction circuit, which small models did not form in minutes on a CPU (docs/results.md).
-label[j] is what predicting token j takes: hop1..hop4 for the end of a chain k hops away, look for a one-hop
-answer, other for everything else (bindings, questions, layout). Writes train.bin, val.bin (uint16 token ids),
-val_class.bin (uint8 class ids of the val tokens) and meta.json, whose itos holds each token's text.
+The depth task: pointer chasing, each answer a known number of sequential lookups (hops) away
+(readme.md: a line, explained). No download: a seeded generator. A binding `a>j ` is ONE token, so
+that one attention step finds it by its key (with characters a lookup needs an induction circuit,
+which small models did not form in minutes on a CPU). label[j]: hop1..hop4 for a chain's end k hops
+away, look for a one-hop answer, other for the rest. Writes train.bin, val.bin (uint16 token ids),
+val_class.bin (uint8 class ids of the val tokens) and meta.json (itos: each token's text).
 """
 import argparse
 import json
 import os
 import random
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+from data.tokenizer import written  # noqa: E402 (the repository root is on the path now)
 
 KEYS, DIGITS = "abcdefghij", "0123456789"
 CHAINS = (4, 3, 2, 1)  # hops of the chains in each line: ten keys, four ending digits
@@ -43,7 +38,7 @@ def line(rng):
         starts.append((chain[0], hops, end))
     tokens = [f"{k}>{points_to[k]} " for k in sorted(points_to)] + ["|"]
     labels = [OTHER] * len(tokens)
-    for key, hops, end in rng.sample(starts, len(starts)):  # where each chain ends, in a random order
+    for key, hops, end in rng.sample(starts, len(starts)):  # where each chain ends, shuffled
         tokens += [f" {key}=", end]
         labels += [OTHER, hops]
     for key in rng.sample(sorted(points_to), LOOKS):  # what a key points to: one hop
@@ -64,17 +59,15 @@ def generate(rng, n_tokens):
 
 
 def prepare(out_dir, seed=1337, train_tokens=1_000_000, val_tokens=100_000):
-    rng = random.Random(seed)  # one stream: train first, then val
-    stoi = {t: i for i, t in enumerate(ITOS)}
-    os.makedirs(out_dir, exist_ok=True)
-    for split, n in (("train", train_tokens), ("val", val_tokens)):
-        tokens, labels = generate(rng, n)
-        np.array([stoi[t] for t in tokens], dtype=np.uint16).tofile(os.path.join(out_dir, f"{split}.bin"))
-        if split == "val":
-            np.array(labels, dtype=np.uint8).tofile(os.path.join(out_dir, "val_class.bin"))
+    rng, stoi = random.Random(seed), {t: i for i, t in enumerate(ITOS)}  # one stream: train, val
+    (train, _), (val, labels) = generate(rng, train_tokens), generate(rng, val_tokens)
     meta = dict(vocab_size=len(ITOS), itos=ITOS, stoi=stoi, classes=CLASSES, seed=seed)
-    with open(os.path.join(out_dir, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    names = "train.bin", "val.bin", "val_class.bin", "meta.json"
+    with written(out_dir, *names) as files:
+        for tokens, file in ((train, files[0]), (val, files[1])):
+            file.write(np.array([stoi[t] for t in tokens], dtype=np.uint16).tobytes())
+        files[2].write(np.array(labels, dtype=np.uint8).tobytes())
+        files[3].write(json.dumps(meta, indent=1).encode())
     return meta, labels
 
 
@@ -86,14 +79,12 @@ def main(argv=None):
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args(argv)
     if args.train_tokens < 1 or args.val_tokens < 1:
-        raise SystemExit("error: --train_tokens and --val_tokens must be positive; pass e.g. --val_tokens 100000")
-    try:
-        meta, labels = prepare(args.out_dir, args.seed, args.train_tokens, args.val_tokens)
-    except OSError as e:  # --out_dir a file, read-only, a full disk
-        reason = 'a file, not a folder' if os.path.isfile(args.out_dir) else e.strerror
-        raise SystemExit(f"error: cannot write into --out_dir {args.out_dir} ({reason}); pass a folder you can write")
+        raise SystemExit("error: --train_tokens and --val_tokens must be positive; pass e.g. "
+                         "--val_tokens 100000")
+    meta, labels = prepare(args.out_dir, args.seed, args.train_tokens, args.val_tokens)
     shares = np.bincount(labels, minlength=len(CLASSES)) / len(labels)
-    print(f"vocab size {meta['vocab_size']}; val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(CLASSES, shares)))
+    print(f"vocab size {meta['vocab_size']}; val classes: "
+          + ", ".join(f"{c} {p:.1%}" for c, p in zip(CLASSES, shares)))
     print(f"wrote train.bin, val.bin, val_class.bin, meta.json to {args.out_dir}")
 
 

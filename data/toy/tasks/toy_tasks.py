@@ -1,5 +1,6 @@
-"""Documents for the toy tasks (the YAML files beside this one), made on the spot like the toy dataset: lines in its
-formats, each with the right ending and three endings one character away from it, for lm-evaluation-harness."""
+"""Documents for the toy tasks (the YAML files beside this one), made on the spot like the toy
+dataset: lines in its formats, each with the right ending and three endings one character away
+from it, for lm-evaluation-harness."""
 import random
 import string
 
@@ -7,7 +8,7 @@ import datasets
 
 
 def choices(right, alphabet, rng):
-    """The right ending and three others, each with one character changed: a model must read every character."""
+    """The right ending and three others, one character changed: a model must read every one."""
     wrong = set()
     while len(wrong) < 3:
         j = rng.randrange(len(right))
