@@ -6,7 +6,6 @@ Import this module first: then Ctrl-C while torch imports is one line too."""
 import ast
 import difflib
 import os
-import signal
 import sys
 
 KINDS = (int, float, bool, str, type(None))  # the types a setting may have
@@ -36,8 +35,13 @@ def or_die(fn, *args, **kwargs):
         die(first_line(e) if isinstance(e, ValueError) else f"{e.filename}: {e.strerror or e}")
 
 
-for _signal in (signal.SIGINT, signal.SIGTERM):  # until a script says what it keeps
-    signal.signal(_signal, lambda signum, _: interrupted("nothing was written", 128 + signum))
+def ctrl_c_in_one_line(kind, error, traceback):  # a Ctrl-C no script caught (while torch
+    if not issubclass(kind, KeyboardInterrupt):  # imports, say): one line; Python's status, 130
+        return sys.__excepthook__(kind, error, traceback)
+    print("\ninterrupted; nothing was written", file=sys.stderr)
+
+
+sys.excepthook = ctrl_c_in_one_line
 
 
 def reader_gone(method):  # `python train.py | head`: when the reader leaves, go on printing nowhere

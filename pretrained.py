@@ -75,6 +75,8 @@ def load_checkpoint(path, device='cpu', **settings):
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         ckpt['model_args'], ckpt['model']
+    except OSError:  # a permission, a disk: the file may well be fine, say what really failed
+        raise
     except Exception as e:  # a truncated or foreign file: zip, pickle and key errors share no class
         raise ValueError(f"{path} is damaged or not an AdaPonder checkpoint ({type(e).__name__}); "
                          "use another checkpoint") from None

@@ -167,13 +167,13 @@ scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 g
 
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 metrics_path = os.path.join(out_dir, 'metrics.jsonl')  # every iter and eval line, for the curves
-if init_from != 'resume' and not eval_only and os.path.exists(ckpt_path):
-    die(f"{ckpt_path} already holds a trained model; continue it with --init_from=resume, or pass "
-        "another --out_dir (or delete it first to start over)")
 if master_process and not eval_only:  # eval_only writes nothing
     lock = or_die(lock_out_dir, out_dir)  # held until the process ends
     if os.path.isdir(metrics_path):
         die(f"{metrics_path} is a folder; move it away")
+if init_from != 'resume' and not eval_only and os.path.exists(ckpt_path):
+    die(f"{ckpt_path} already holds a trained model; continue it with --init_from=resume, or pass "
+        "another --out_dir (or delete it first to start over)")
 data_path = os.path.join(data_dir, dataset)
 script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', dataset, 'prepare.py')
 how = (f"run python {os.path.relpath(script)}" + f" --out_dir={data_path}" * (data_dir != 'data')
