@@ -102,11 +102,13 @@ THIS_RUN = {'init_from', 'out_dir', 'data_dir', 'device', 'dtype', 'compile', 'e
 if init_from == 'resume':  # the checkpoint's settings, then those given again, in one update
     try:  # mmap: only what is read here is loaded
         saved = torch.load(os.path.join(out_dir, 'ckpt.pt'), 'cpu', weights_only=True, mmap=True)
-        was = dict(saved['model_args'], dataset=saved['dataset'])
+        was = dict(saved['model_args'], dataset=saved['dataset'],
+                   one_pass_iters=saved['config'].get('one_pass_iters', 0))
     except Exception:  # none, or not ours: loading the model below says which, in one line
         saved, was = {}, {}
     if changed := [f"{k}={v!r} (the checkpoint's: {was[k]!r})" for k, v in sorted(given.items())
-                   if k in MODEL_KEYS - {'bottom_k_frac'} | {'dataset'} and v != was.get(k, v)]:
+                   if k in MODEL_KEYS - {'bottom_k_frac'} | {'dataset', 'one_pass_iters'}
+                   and v != was.get(k, v)]:
         die(f"a resumed run keeps its model and data, so it cannot honour {', '.join(changed)}; "
             "drop those settings, or train a new model in another --out_dir")
     globals().update({k: v for k, v in saved.get('config', {}).items()
@@ -193,9 +195,8 @@ if init_from not in ('scratch', 'resume') and meta.get('encoding') == 'gpt2':
 
 
 def get_batch(split, generator):
-    """This rank's share of a batch: x, y (batch_size, block_size), y shifted by one token. Every
-    rank draws the offsets of the whole global batch from one generator and keeps its own slice,
-    so the generator state rank 0 saves resumes every rank exactly."""
+    """This rank's share of a batch: x, y (batch_size, block_size), y shifted by one. Every rank
+    draws the whole global batch from one generator and keeps its slice: rank 0's state resumes all."""
     # re-open the memmap each batch: a memmap kept open grows the process's memory without bound
     data = read_tokens(os.path.join(data_path, f'{split}.bin'))
     ix = torch.randint(len(data) - block_size, (world_size * batch_size,), generator=generator)
@@ -221,15 +222,11 @@ elif init_from == 'resume':  # the model as saved, its shape and pondering setti
     model, checkpoint = or_die(load_checkpoint, ckpt_path, device)
     if missing := {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(checkpoint):
         die(f"{ckpt_path} lacks {', '.join(sorted(missing))}, so it cannot be resumed")
-    iter_num = saved_step = checkpoint['iter_num']
-    best_val_loss, ponders_since = checkpoint['best_val_loss'], saved['config']['one_pass_iters']
+    iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+    saved_step = iter_num
     if iter_num >= max_iters and not eval_only:
         die(f"{ckpt_path} is at step {iter_num} already, max_iters={max_iters}: nothing to train; "
             "pass a larger --max_iters")
-    if model.K and one_pass_iters > iter_num >= ponders_since:
-        die(f"a resumed run keeps its model and data, so it cannot honour one_pass_iters="
-            f"{one_pass_iters}: this model ponders since step {ponders_since} and would go back "
-            "to one pass; drop it, or train a new model in another --out_dir")
     trained_on = checkpoint.get('vocab_size', model.config.vocab_size)  # older: a char model's
     if trained_on != vocab_size and (trained_on != model.config.vocab_size or 'itos' in meta):
         die(f"the model's vocab_size {model.config.vocab_size} does not fit the {vocab_size} "
@@ -324,7 +321,7 @@ def estimate_loss():
             for _ in range(eval_iters):
                 X, Y = get_batch(split, generator)
                 with autocast:
-                    out = model(X, Y, bottom_k_frac=get_bottom_k(0))  # as in training: one graph
+                    out = model(X, Y, bottom_k_frac=get_bottom_k(0))  # k = 0; one graph
                 total += out.ce.item()
                 if split == 'val':
                     hist += torch.tensor(depth_histogram(out.depth, len(hist)))

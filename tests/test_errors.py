@@ -107,7 +107,7 @@ def test_the_real_exit_status_and_stderr(trained):
     (['--n_layer=2'], ["n_layer=2 (the checkpoint's: 1)"]),
     (['--dataset=hops'], ["dataset='hops' (the checkpoint's: 'toy')"]),
     (['--halting=none', '--dropout=0.1'], ["dropout=0.1 (the checkpoint's: 0.0), halting='none'"]),
-    (['--one_pass_iters=10', '--max_iters=8'], ['one_pass_iters=10', 'back to one pass']),
+    (['--one_pass_iters=10', '--max_iters=8'], ["one_pass_iters=10 (the checkpoint's: 0)"]),
 ])
 def test_a_resumed_run_refuses_to_change_its_model(trained, monkeypatch, capsys, args, words):
     before = files(trained['out'])

@@ -176,12 +176,49 @@ def test_ddp_two_cpu_processes_agree_and_toy_data_is_made_when_missing(tmp_path)
     data_dir = tmp_path / 'data'  # empty: rank 0 prepares the toy dataset while rank 1 waits
     # tau = 1: every token halts after its first pass, so the later passes run on no rows at all; DDP must
     # still find every gate in the graph (no unused-parameter error)
+    # one_pass_iters: the first 2 steps run one pass, where the gates get no gradient at all (DDP must look
+    # for unused parameters then)
     result = train(f'--data_dir={data_dir}', f'--out_dir={tmp_path}', '--max_iters=3', '--eval_interval=3',
-                   '--gradient_accumulation_steps=2', '--halt_threshold=1.0', *TINY,
+                   '--gradient_accumulation_steps=2', '--halt_threshold=1.0', '--one_pass_iters=2', *TINY,
                    launcher=['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'])
     assert os.path.getsize(data_dir / 'toy' / 'train.bin') > 0
     assert 'ddp ranks_agree=True world_size=2' in result.stdout  # each rank's weights vs rank 0's, bit for bit
     assert load(tmp_path)['iter_num'] == 3 and 'passes=1.00' in result.stdout
+
+
+def test_ddp_a_loss_diverged_on_one_rank_stops_every_rank_with_one_line(data_dir, tmp_path):
+    """Rank 1's weights turn to inf after its 2nd update: rank 1's loss is nan at step 3, rank 0's is not. Both
+    ranks stop at the next check, and only rank 0 says so (on NCCL the other rank would otherwise hang)."""
+    script = tmp_path / 'diverge.py'
+    script.write_text(
+        "import os, runpy, sys, torch\nreal, n = torch.optim.AdamW.step, []\n"
+        "def step(self, *a, **k):\n    out = real(self, *a, **k)\n    n.append(1)\n"
+        "    if len(n) == 2 and os.environ['RANK'] == '1':\n"
+        "        self.param_groups[0]['params'][0].data.fill_(float('inf'))\n    return out\n"
+        f"torch.optim.AdamW.step = step\nsys.argv[0] = 'train.py'\nsys.path.insert(0, {ROOT!r})\n"
+        "runpy.run_path('train.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(script), f'--data_dir={data_dir}', f'--out_dir={tmp_path / "out"}', '--max_iters=6',
+                             '--eval_interval=6', '--gradient_accumulation_steps=2', *TINY], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert result.returncode != 0 and errors == [errors[0]] and 'became nan or inf at step 3' in errors[0]
+    assert 'gloo' not in result.stderr.lower() and 'Connection closed' not in result.stderr
+
+
+@pytest.mark.parametrize('world_size', [2, 8])
+def test_the_documented_torchrun_line_passes_its_set_up(data_dir, tmp_path, monkeypatch, world_size):
+    """torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py, as far as the process group:
+    its settings (gradient_accumulation_steps among them) must suit 2 and 8 processes."""
+    import torch.distributed
+    for key, value in dict(RANK=0, LOCAL_RANK=0, WORLD_SIZE=world_size, TORCHELASTIC_RUN_ID='t').items():
+        monkeypatch.setenv(key, str(value))
+
+    def reached(*args, **kwargs):
+        raise RuntimeError('the set-up passed')
+    monkeypatch.setattr(torch.distributed, 'init_process_group', reached)
+    with pytest.raises(RuntimeError, match='the set-up passed'):
+        train_in_process(monkeypatch, 'config/pile_pythia70m.py', '--device=cpu')
 
 
 def test_continued_pretraining_with_gate_warmup_keeps_the_backbone(data_dir, tmp_path, monkeypatch):
