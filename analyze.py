@@ -7,13 +7,13 @@ checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves:
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none
 $ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png
 """
-from configurator import check, configure, die, interrupted, or_die, print_table  # first: Ctrl-C
+from configurator import check, configure, die, or_die, print_table  # first: Ctrl-C in imports
 import json
 import math
 import os
-import signal
 import textwrap
 from contextlib import contextmanager, suppress
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import depth_histogram
+from data.show import PICTURES
 from data.tokenizer import load_tokenizer
-from pretrained import load_checkpoint, pick_device, score, tau_for_passes
+from pretrained import load_checkpoint, pick_device, read_meta, read_tokens, score, tau_for_passes
 
 # -----------------------------------------------------------------------------
 mode = 'analyze'  # 'analyze': tables (and plot) | 'lens': passes on start | 'curves': metrics.jsonl
@@ -39,13 +40,10 @@ seed = 1337  # reseeded before every score, so random depths are the same draws 
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
 # -----------------------------------------------------------------------------
-CHECKS = dict(mode=('analyze', 'lens', 'curves'), batch_size='integer [1, inf)',
-              max_tokens='integer [1, inf)', seed='integer [0, 1e19)')
 BASELINES = ('uniform', 'geometric', 'least_spread')  # random depths of learned halting's mean
 
 def load(where, like=None):
-    """(model in eval mode, checkpoint, path); `like`: the (dataset, block_size) of the model it is
-    paired with token by token, where `where` is an entry of compare_ckpts."""
+    """(model in eval mode, checkpoint, path); like: the (dataset, block_size) it must share."""
     model, ckpt = or_die(load_checkpoint, where, device)
     path = os.path.join(where, 'ckpt.pt') if os.path.isdir(where) else where
     if not ckpt.get('dataset'):
@@ -55,26 +53,24 @@ def load(where, like=None):
             f"not on {like[0]} with {like[1]}; compare checkpoints scored on the same tokens")
     return model.eval(), ckpt, path
 
-def load_split(dataset, block_size):
+def load_split(dataset, cfg):
     """The split's tokens; for the toy and hops datasets also each token's class and their names."""
-    tokens, classes, meta = (os.path.join(data_dir, dataset, name) for name in
-                             (f'{split}.bin', f'{split}_class.bin', 'meta.json'))
-    fix = f"prepare the dataset (python data/{dataset}/prepare.py) or fix data_dir or split"
-    for path in (tokens, meta) if os.path.isfile(classes) else (tokens,):
-        if not os.path.isfile(path):
-            die(f"no {path}; {fix}")
-    if (size := os.path.getsize(tokens)) % 2 or not size:  # np.memmap's errors name no file, no fix
-        die(f"{tokens} holds {size} bytes, not a whole number of uint16 token ids; {fix}")
-    data = np.memmap(tokens, dtype=np.uint16, mode='r')
-    if min(len(data), max_tokens) <= block_size:
-        die(f"{tokens} with max_tokens={max_tokens} is shorter than one window of {block_size + 1} "
-            "tokens; raise max_tokens or prepare a larger split")
-    if not os.path.isfile(classes):
+    folder = os.path.join(data_dir, dataset)
+    fix = f"run python data/{dataset}/prepare.py (or fix data_dir or split)"
+    data = or_die(read_tokens, tokens := os.path.join(folder, f'{split}.bin'), 1, fix)
+    if min(len(data), max_tokens) <= cfg.block_size:
+        die(f"{tokens} with max_tokens={max_tokens} is shorter than one window of "
+            f"{cfg.block_size + 1} tokens; raise max_tokens or prepare a larger split")
+    if (top := int(data[:max_tokens].max())) >= cfg.vocab_size:  # not a crash inside the model
+        die(f"{tokens} holds token id {top}, outside the model's vocabulary of {cfg.vocab_size}; "
+            "it was prepared with another tokenizer: prepare the dataset again or fix data_dir")
+    if not os.path.isfile(classes := os.path.join(folder, f'{split}_class.bin')):
         return data, None, None
+    if not os.path.isfile(meta := os.path.join(folder, 'meta.json')):
+        die(f"no {meta}; {fix}")
     if len(labels := np.fromfile(classes, dtype=np.uint8)) < min(len(data), max_tokens):
         die(f"{classes} holds {len(labels)} classes for {len(data)} tokens; {fix}")
-    with open(meta) as f:
-        return data, labels, json.load(f)['classes']
+    return data, labels, or_die(read_meta, folder, fix)['classes']
 
 @contextmanager
 def knobs(model, **changes):
@@ -97,8 +93,7 @@ def evaluate(model, data, progress=False, **changes):
                 loss=nll.mean().item(), passes=depth.float().mean().item())
 
 def paired_delta(a, b, window=1):
-    """Mean of a - b over the same tokens and its standard error. Neighbouring tokens' losses move
-    together, so the error is over the means of windows of `window` tokens (one scored window)."""
+    """Mean of a - b and its standard error over means of `window` tokens (neighbours correlate)."""
     d = (a - b).double().view(-1, window).mean(dim=1)
     return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
 
@@ -106,36 +101,11 @@ def ranks(x):
     """Ranks 1..n of a 1-D tensor, ties sharing their average rank (depths are mostly ties)."""
     values, order = x.double().sort()
     _, group, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
-    r = torch.empty(len(x), dtype=torch.float64)
-    r[order] = (counts.cumsum(0).double() - (counts - 1) / 2)[group]  # the group's mean rank
-    return r
+    return (counts.cumsum(0).double() - (counts - 1) / 2)[group][order.argsort()]  # x's order
 
 def spearman(x, y):
     """The Pearson correlation of the tie-averaged ranks (nan if x or y is constant)."""
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return ((rx * ry).sum() / (rx.norm() * ry.norm())).item()
-
-def depth_vs_difficulty(ev, labels, classes, n_bins=5):
-    """Table 1: mean passes per NLL quantile, depth's rank correlation with NLL, the classes."""
-    nll, depth = ev['nll'], ev['depth']
-    rows = []
-    for q, chunk in enumerate(nll.argsort().tensor_split(n_bins)):  # the easiest fifth first
-        shares = torch.tensor(depth_histogram(depth[chunk], len(ev['hist']))) * 100 / len(chunk)
-        part, passes = nll[chunk], depth[chunk].float().mean()
-        rows.append(dict(q=f'{q + 1}/{n_bins}', nll=f'{part.min():.3f}..{part.max():.3f}',
-                         loss=f'{part.mean():.4f}', passes=f'{passes:.2f}',
-                         depth_pct=','.join(str(round(s)) for s in shares.tolist())))
-    print_table('nll_quantile', rows)
-    print(f"depth_vs_nll spearman={spearman(depth, nll):.3f} tokens={len(nll)}"
-          "  (> 0: more passes on harder tokens; nan: every token ran the same passes)")
-    if labels is not None:
-        labels = torch.as_tensor(labels[1:1 + len(nll)].astype(np.int64))  # nll[j]: token j + 1
-        print_table('class', [dict(name=name, share=f'{(labels == c).double().mean():.1%}',
-                                   passes=f'{depth[labels == c].float().mean():.2f}',
-                                   loss=f'{nll[labels == c].mean():.4f}',
-                                   acc=f"{ev['correct'][labels == c].float().mean():.3f}")
-                              for c, name in enumerate(classes) if (labels == c).any()])
+    return torch.corrcoef(torch.stack([ranks(x), ranks(y)]))[0, 1].item()
 
 def dial_run(model, data, tau, cap):
     """One setting: learned halting, then random depths (same cap) of the mean passes it got."""
@@ -168,8 +138,7 @@ def dial_row(run, full_flops, window):
     over the strongest: wins=yes above 2 s.e., LOSES below -2, no between, n/a: all depths alike."""
     learned = run['learned']
     row = dict(tau=f"{run['tau']:.3g}", cap=run['cap'], passes=f"{learned['passes']:.2f}",
-               flops_vs_full=f"{learned['flops'] / full_flops:.3f}",
-               loss=f"{learned['loss']:.4f}")
+               flops_vs_full=f"{learned['flops'] / full_flops:.3f}", loss=f"{learned['loss']:.4f}")
     deltas = {dist: paired_delta(run[dist]['nll'], learned['nll'], window) for dist in BASELINES}
     row.update({f'd_{dist}': f'{d:+.4f}±{se:.4f}' for dist, (d, se) in deltas.items()})
     strongest = min(BASELINES, key=lambda dist: deltas[dist][0])  # the lowest loss
@@ -190,25 +159,21 @@ def describe(model, ckpt):
     parts += [f"step {ckpt['iter_num']}"] if 'iter_num' in ckpt else []
     return f"{kind} ({', '.join(parts)})"
 
-def plot_dial(runs, points, trained, title, file):
+def plot_dial(runs, here, points, trained, title):
     """Loss against mean passes: the four curves over the dial (solid: tau, dotted: cap), others."""
     from matplotlib.figure import Figure  # not pyplot: no backend is switched (a notebook's stays)
     from matplotlib.lines import Line2D
     ax = (fig := Figure(figsize=(9.5, 4.5))).subplots()
     styles = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
-                  geometric=('C2', 'random depths, geometric'),
-                  least_spread=('C3', 'random depths, least spread:\n'
-                                      'floor or ceil of the mean (a cap)'))
+                  geometric=('C2', 'random depths, geometric'), least_spread=(
+                      'C3', 'random depths, least spread:\nfloor or ceil of the mean (a cap)'))
     for name, (colour, _) in styles.items():
         for style, face, held in ((':', 'white', 'tau'), ('-', colour, 'cap')):  # cap moves, tau
             xy = sorted((r[name]['passes'], r[name]['loss']) for r in runs
                         if r[held] == trained[held])
             ax.plot(*zip(*xy), style, color=colour, marker='o', mfc=face, ms=5,
                     zorder=3 if name == 'learned' else 2)
-    here = next(r['learned'] for r in runs if r['tau'] == trained['tau'] and
-                r['cap'] == trained['cap'])
-    ax.annotate('as trained', (here['passes'], here['loss']), xytext=(6, 6),
-                textcoords='offset points')
+    ax.annotate('as trained', (here['passes'], here['loss']), (6, 6), textcoords='offset points')
     for (label, ev), marker in zip(points, '*Dsv^P'):
         ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9,
                 label=textwrap.fill(label, 44))
@@ -222,24 +187,35 @@ def plot_dial(runs, points, trained, title, file):
     ax.set(xlabel='mean passes per token', ylabel=f'{split} loss (nats per token)', title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(file, dpi=150)
-    print(f"wrote {file}")
+    fig.savefig(plot, dpi=150)
+    print(f"wrote {plot}")
 
 def analyze(model, ckpt, path):
     cfg, dataset = model.config, ckpt['dataset']
-    data, labels, classes = load_split(dataset, cfg.block_size)
-    if (top := int(data[:max_tokens].max())) >= cfg.vocab_size:  # not a crash inside the model
-        die(f"{data_dir}/{dataset}/{split}.bin holds token id {top}, outside the model's "
-            f"vocabulary of {cfg.vocab_size}; it was prepared with another tokenizer: prepare the "
-            "dataset again or fix data_dir")
+    data, labels, classes = load_split(dataset, cfg)
     others = [load(where, (dataset, cfg.block_size)) for where in compare_ckpts.split(',') if where]
     full_flops = model.flops_per_token([0] * cfg.n_ponder + [1])['total']  # as trained, full depth
     print(f"analyze ckpt={path} dataset={dataset} split={split} halting={cfg.halting} "
           f"K={cfg.n_ponder} tau={cfg.halt_threshold:g} iter={ckpt.get('iter_num', '?')}  (loss: "
           "cross-entropy, nats per token)")
     base = evaluate(model, data, progress=True)
+    nll, depth, rows = base['nll'], base['depth'], []
     print("\n== 1. depth vs difficulty: mean passes per NLL quintile, easiest first ==")
-    depth_vs_difficulty(base, labels, classes)
+    for q, chunk in enumerate(nll.argsort().tensor_split(5)):  # the easiest fifth first
+        shares = torch.tensor(depth_histogram(depth[chunk], len(base['hist']))) * 100 / len(chunk)
+        part, passes = nll[chunk], depth[chunk].float().mean()
+        rows.append(dict(q=f'{q + 1}/5', nll=f'{part.min():.3f}..{part.max():.3f}',
+                         loss=f'{part.mean():.4f}', passes=f'{passes:.2f}',
+                         depth_pct=','.join(str(round(s)) for s in shares.tolist())))
+    print_table('nll_quantile', rows)
+    print(f"depth_vs_nll spearman={spearman(depth, nll):.3f} tokens={len(nll)}"
+          "  (> 0: more passes on harder tokens; nan: every token ran the same passes)")
+    if labels is not None:
+        labels = torch.as_tensor(labels[1:1 + len(nll)].astype(np.int64))  # nll[j]: token j + 1
+        print_table('class', [dict(
+            name=name, share=f'{m.double().mean():.1%}', passes=f'{depth[m].float().mean():.2f}',
+            loss=f'{nll[m].mean():.4f}', acc=f"{base['correct'][m].float().mean():.3f}")
+            for c, name in enumerate(classes) if (m := labels == c).any()])  # m: class c's tokens
     print("\n== 2. the compute dial: learned halting against random depths with the same mean "
           "passes ==")
     runs = dial(model, data)
@@ -256,7 +232,7 @@ def analyze(model, ckpt, path):
     rows, points = [], []  # 3. other checkpoints on the same tokens, paired against this one
     for other, other_ckpt, other_path in tqdm(others, desc='checkpoints', leave=False):
         ev = evaluate(other, data)
-        delta, se = paired_delta(ev['nll'], base['nll'], cfg.block_size)
+        delta, se = paired_delta(ev['nll'], nll, cfg.block_size)
         rows.append(dict(ckpt=other_path, halting=other.config.halting, K=other.config.n_ponder,
                          passes=f"{ev['passes']:.2f}",
                          flops_vs_full=f"{ev['flops'] / full_flops:.3f}",
@@ -266,14 +242,13 @@ def analyze(model, ckpt, path):
         print("\n== 3. other checkpoints; delta: their loss minus this one's as trained, paired ==")
         print_table('compare', rows)
     if plot:
-        title = f"{describe(model, ckpt)}\non {dataset}, {split}: {len(base['nll']):,} tokens"
-        plot_dial(runs, points, dict(tau=cfg.halt_threshold, cap=cfg.n_ponder), title, plot)
+        title = f"{describe(model, ckpt)}\non {dataset}, {split}: {len(nll):,} tokens"
+        plot_dial(runs, base, points, dict(tau=cfg.halt_threshold, cap=cfg.n_ponder), title)
 
 @torch.no_grad()
 def lens(model, ckpt, path):
-    """The logit lens: the greedy prediction after each pass j = 1..K+1 at every position of the
-    prompt. Capping the model at j passes reproduces pass j exactly: passes 1..j, and every halting
-    decision in them, do not depend on the passes after."""
+    """The logit lens: the greedy prediction after each pass j = 1..K+1 at each prompt position.
+    A cap of j passes gives pass j exactly: passes 1..j do not depend on the passes after."""
     try:  # as sample.py reads it
         prompt = Path(start[5:]).read_text('utf-8') if start.startswith('FILE:') else start
     except (OSError, UnicodeDecodeError) as e:
@@ -289,23 +264,18 @@ def lens(model, ckpt, path):
         with knobs(model, n_ponder=j):
             per_pass.append(F.softmax(model(idx).logits[0].float(), -1).max(dim=-1))  # (T,) each
     quoted = lambda i: repr(decode([i])).replace(' ', '\u2423')  # noqa: E731 (a cell: one word)
-    rows = []
-    for t, token in enumerate(ids):
-        row = dict(pos=t, token=quoted(token), next=quoted(ids[t + 1]) if t + 1 < len(ids) else '?')
-        for j, (p, pred) in enumerate(per_pass):
-            cell = f'{quoted(pred[t].item())}@{p[t].item():.2f}'
-            row[f'pass{j + 1}'] = cell if j < depth[t] else '-'
-        rows.append(dict(row, depth=depth[t].item()))
+    rows = [dict(pos=t, token=quoted(token), next=quoted(ids[t + 1]) if t + 1 < len(ids) else '?',
+                 **{f'pass{j + 1}': f'{quoted(pred[t].item())}@{p[t].item():.2f}'
+                    if j < depth[t] else '-' for j, (p, pred) in enumerate(per_pass)},
+                 depth=depth[t].item()) for t, token in enumerate(ids)]
     print(f"== logit lens of {path}: the greedy next token@probability after each pass; '-': "
           "halted before ==")
     print_table('lens', rows)
 
-def curves(path, file):
-    """Loss, mean passes and the bottom-k fraction k against the step, as train.py logged them (one
-    JSON object per `iter` or `eval` line): passes fall as k ramps up."""
+def curves(path):
+    """Loss, mean passes and bottom-k fraction k (passes fall as it ramps up) against the step."""
     try:
-        with open(path, errors='replace') as f:
-            lines = f.readlines()
+        lines = open(path, errors='replace').readlines()
     except OSError as e:
         die(f"cannot read {path} ({type(e).__name__}: {e}); train.py writes it into its out_dir")
     rows = []
@@ -334,8 +304,7 @@ def curves(path, file):
                 draw(k, 'iter', 'k', color='C3')]):  # an empty picture is no picture
         die(f"{path} holds no numbers to draw ({len(lines)} lines); pass the out_dir of a run "
             "train.py has logged")
-    n_pass = max((len(r['depth_hist']) for r in rows if isinstance(r.get('depth_hist'), list)),
-                 default=0)
+    n_pass = max([len(h) for r in rows if isinstance(h := r.get('depth_hist'), list)] or [0])
     loss.set(ylabel='cross-entropy (nats/token)', title=f'{path}: training curves')
     passes.set(ylabel='mean passes per token', ylim=(0.9, n_pass + 0.1) if n_pass else None)
     k.set(xlabel='step', ylabel='bottom-k fraction k', ylim=(0, None))
@@ -344,37 +313,28 @@ def curves(path, file):
     for ax in (loss, passes):
         ax.legend(frameon=False, loc='upper right')
     fig.tight_layout()
-    fig.savefig(file, dpi=150)
-    print(f"wrote {file}")
+    fig.savefig(plot, dpi=150)
+    print(f"wrote {plot}")
 
-def main(argv=None):
-    global device
-    configure(globals(), argv)
-    check(globals(), CHECKS)
+# -----------------------------------------------------------------------------
+if __name__ == '__main__':  # the tests import the functions above; Ctrl-C: configurator's line
+    configure(globals())
+    check(globals(), dict(mode=('analyze', 'lens', 'curves'), batch_size='integer [1, inf)',
+                          max_tokens='integer [1, inf)', seed='integer [0, 1e19)'))
     if mode == 'curves' and not plot:
         die("mode=curves draws a picture; pass its file, e.g. --plot=curves.png")
     if plot and mode != 'lens':  # now, not after minutes of scoring
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
+        if find_spec('matplotlib') is None:
             die("plot= draws with matplotlib, which is not installed; pip install matplotlib")
-        kinds, folder = ('.png', '.svg', '.pdf', '.jpg', '.jpeg', '.webp'), os.path.dirname(plot)
-        if not plot.lower().endswith(kinds) or os.path.isdir(plot):  # nor over ckpt.pt
-            die(f"plot={plot} is not a file name ending in {', '.join(kinds)}; pass e.g. "
+        if not plot.lower().endswith(PICTURES) or os.path.isdir(plot):  # nor over ckpt.pt
+            die(f"plot={plot} is not a file name ending in {', '.join(PICTURES)}; pass e.g. "
                 "--plot=dial.png")
-        if not os.access(folder or '.', os.W_OK):
-            problem = 'is read-only' if os.path.isdir(folder or '.') else 'does not exist'
+        if not os.access(folder := os.path.dirname(plot) or '.', os.W_OK):
+            problem = 'is read-only' if os.path.isdir(folder) else 'does not exist'
             die(f"plot={plot}: its folder {problem}; pass a file in a folder you can write")
     if mode == 'curves':  # train.py's numbers: no model to load
-        return curves(os.path.join(out_dir, 'metrics.jsonl'), plot)
-    device, _, autocast = or_die(pick_device, device, dtype)
-    model, ckpt, path = load(out_dir)
-    with autocast:
-        (analyze if mode == 'analyze' else lens)(model, ckpt, path)
-
-if __name__ == '__main__':  # Ctrl-C: one line, after the progress bars close; the plot is last
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        main()
-    except KeyboardInterrupt:
-        interrupted("nothing was written")
+        curves(os.path.join(out_dir, 'metrics.jsonl'))
+    else:
+        device, _, autocast = or_die(pick_device, device, dtype)
+        with autocast:
+            (analyze if mode == 'analyze' else lens)(*load(out_dir))

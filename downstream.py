@@ -14,17 +14,18 @@ import itertools
 import json
 import logging
 import os
-import signal
 from collections import defaultdict
+from signal import SIGINT, signal
 
 import torch
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from data.tokenizer import load_tokenizer
 from pretrained import from_pretrained, load_checkpoint, pick_device
 
-try:  # an optional extra: without it, main() says how to install it
+try:  # an optional extra: without it, the script says how to install it
     from lm_eval.api.model import LM
 except ImportError:
     LM = object
@@ -56,21 +57,20 @@ class AdaPonderHarness(LM):
 
     def __init__(self, model, encode, decode, start_token, batch_size, end_token=None):
         super().__init__()
-        self.model, self.encode, self.decode = model, encode, decode
-        self.start_token, self.batch_size = start_token, batch_size  # start: an empty context
+        self.model, self.encode, self.decode, self.batch_size = model, encode, decode, batch_size
+        self.start_token = start_token  # stands for an empty context
         self.end_token = end_token  # the dataset's end-of-text token, if any: generation ends there
         # [passes summed over the scored tokens, tokens] of each task and each (task, doc_id, idx)
         self.passes = defaultdict(lambda: [0, 0])
 
-    def record(self, request, depth):
-        """Add the passes of a request's scored tokens (depth: one each) to its task's, its own."""
+    def record(self, request, depth):  # depth: the passes of each of the request's scored tokens
         for key in (request.task_name, (request.task_name, request.doc_id, request.idx)):
             self.passes[key][0] += depth.sum().item()
             self.passes[key][1] += len(depth)
 
     def encode_pair(self, context, continuation):
-        """Token ids of (context, continuation) split as lm-eval's own models split them: spaces
-        ending the context go to the continuation; the whole text is encoded at once (BPE)."""
+        """Split as lm-eval's own models split it: spaces ending the context go to the continuation;
+        the whole text is encoded at once (BPE)."""
         n = len(context.rstrip(' '))
         context, continuation = context[:n], context[n:] + continuation
         if not context:
@@ -81,8 +81,7 @@ class AdaPonderHarness(LM):
     @torch.no_grad()
     def score_pairs(self, pairs, owners, desc):
         """(log p(continuation | context), whether greedy decoding gives it) of each pair of token
-        lists, a batch at a time, longest first (less padding). Padding goes on the right, where a
-        causal model never looks."""
+        lists, longest first (less padding), padded on the right (a causal model never looks)."""
         L, device = self.model.config.block_size, self.model.wte.weight.device
         if any(len(continuation) > L for _, continuation in pairs):
             die(f"a continuation is longer than the model's context of {L} tokens; lower "
@@ -92,9 +91,7 @@ class AdaPonderHarness(LM):
         for first in tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False):
             batch = order[first:first + self.batch_size]
             rows = [(pairs[i][0] + pairs[i][1])[-(L + 1):] for i in batch]  # last L inputs, targets
-            x = torch.zeros(len(rows), max(map(len, rows)) - 1, dtype=torch.long)
-            for j, row in enumerate(rows):
-                x[j, :len(row) - 1] = torch.tensor(row[:-1])
+            x = pad_sequence([torch.tensor(row[:-1]) for row in rows], batch_first=True)
             out = self.model(x.to(device))  # the training forward, as pretrained.score
             for j, i in enumerate(batch):
                 n, end = len(pairs[i][1]), len(rows[j]) - 1  # the continuation's: end - n .. end
@@ -110,19 +107,16 @@ class AdaPonderHarness(LM):
                                 'loglikelihood')
 
     def loglikelihood_rolling(self, requests):
-        """Each text's log-likelihood after the document-start token, in windows of block_size
-        predictions, each with the longest context available (lm-eval's rolling windows)."""
+        """Each text's log-likelihood after the document-start token, in lm-eval's rolling windows
+        of block_size predictions, each with the longest context available."""
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-        pairs, owners = [], []
-        for r in requests:
-            windows = get_rolling_token_windows(self.encode(r.args[0]), self.start_token,
-                                                self.model.config.block_size, context_len=1)
-            pairs += [make_disjoint_window(w) for w in windows]
-            owners += [r] * (len(pairs) - len(owners))
-        lls = defaultdict(float)  # every window's passes are recorded for its text
-        for r, (ll, _) in zip(owners, self.score_pairs(pairs, owners, 'loglikelihood_rolling')):
-            lls[id(r)] += ll
-        return [lls[id(r)] for r in requests]
+        windows = [[make_disjoint_window(w) for w in get_rolling_token_windows(
+            self.encode(r.args[0]), self.start_token, self.model.config.block_size, context_len=1)]
+            for r in requests]
+        owners = [r for r, text in zip(requests, windows) for _ in text]  # passes go to the text
+        lls = iter(self.score_pairs([w for text in windows for w in text], owners,
+                                    'loglikelihood_rolling'))
+        return [sum((next(lls)[0] for _ in text), 0.0) for text in windows]
 
     def generate_until(self, requests):
         """Greedy continuation (sampled with do_sample) by model.stream(), stopped before the first
@@ -131,13 +125,11 @@ class AdaPonderHarness(LM):
         device, texts = self.model.wte.weight.device, []
         for r in tqdm(requests, desc='generate_until', leave=False):
             context, kwargs = r.args
-            until = [kwargs['until']] if isinstance(kwargs.get('until'), str) else \
-                kwargs.get('until') or []
+            until = kwargs.get('until') or []
+            until = [until] if isinstance(until, str) else until
             temperature = kwargs.get('temperature', 1.0) if kwargs.get('do_sample') else 0.0
-            ids = torch.tensor([self.encode(context) if context else [self.start_token]],
-                               device=device)
-            new, depths, text = [], [], ''
-            n_new = kwargs.get('max_gen_toks', 256)
+            ids = torch.tensor([self.encode(context) or [self.start_token]], device=device)
+            new, depths, text, n_new = [], [], '', kwargs.get('max_gen_toks', 256)
             for token, depth in self.model.stream(ids, n_new, temperature):
                 depths.append(depth.item())
                 if token.item() == self.end_token:  # the text ends: the token is not part of it
@@ -151,107 +143,18 @@ class AdaPonderHarness(LM):
             texts.append(text)
         return texts
 
-# -----------------------------------------------------------------------------
-def as_list(setting):
-    """A setting given once (0.1) or several times (0,1e-4,0.1: a tuple) as a list; None: [None]."""
-    return list(setting) if isinstance(setting, (tuple, list)) else [setting]
-
-def load_model():
-    """(model in eval mode, its checkpoint dict, its name): out_dir's checkpoint, or a GPT-NeoX
-    import without gates (halting='none': its passes are the cap's) of the dataset's tokenizer."""
-    if init_from:
-        model = or_die(from_pretrained, init_from, halting='none').to(device)
-        return model.eval(), dict(dataset=dataset, model_args=dict(n_ponder=model.K)), init_from
-    model, ckpt = or_die(load_checkpoint, out_dir, device)
-    return model.eval(), ckpt, os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else \
-        out_dir
-
 def document_tokens(ckpt, encode):
     """(the token an empty context stands for, the end-of-text token or None): a BPE dataset's
-    end-of-text token ends every document (GPT-2's where there is no meta.json, as load_tokenizer
-    assumes), a newline every line of a character dataset, which has no end-of-text token."""
+    end-of-text token (GPT-2's without a meta.json, as load_tokenizer reads it), else a newline."""
     path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
     meta = json.load(open(path)) if os.path.isfile(path) else {}
     return (encode('\n')[-1], None) if 'itos' in meta else (meta.get('eot_token', 50256),) * 2
 
-def task_manager(names):
-    """lm-eval's index of the tasks. include_path's alone when it holds them all: indexing
-    lm-eval's own thousands of task files takes seconds."""
-    from lm_eval.tasks import TaskManager
-    if include_path:
-        if not os.path.isdir(include_path):
-            die(f"include_path={include_path} is not a folder; pass the folder of your task YAMLs")
-        local = TaskManager(include_path=include_path, include_defaults=False)
-        if all(local.match_tasks([name]) for name in names):
-            return local
-    manager = TaskManager(include_path=include_path or None)
-    if unknown := [name for name in names if not manager.match_tasks([name])]:
-        guesses = sorted({g for name in unknown
-                          for g in difflib.get_close_matches(name, manager.all_tasks, n=2)})
-        die(f"unknown task {', '.join(unknown)}; " +
-            (f"did you mean {', '.join(guesses)}? " if guesses else '') + "lm-eval ls tasks lists "
-            "lm-eval's own; local task YAMLs go in the folder include_path names")
-    return manager
-
-def evaluate(harness, manager, names):
-    """One setting of the dial: lm-eval's results, each task's mean passes added to its metrics."""
-    from lm_eval import simple_evaluate
-    try:
-        results = simple_evaluate(model=harness, tasks=names, num_fewshot=num_fewshot, limit=limit,
-                                  task_manager=manager, log_samples=log_samples,
-                                  batch_size=batch_size)
-    except OSError as e:  # datasets' ConnectionError too: a hub task's data, offline, not cached
-        die(f"could not load the documents of {', '.join(names)} ({type(e).__name__}: "
-            f"{first_line(e)}); run once online (the hub's datasets are cached after that), or "
-            "use local tasks from --include_path")
-    except ValueError as e:  # our tokenizer: a character model cannot encode a document
-        die(f"a document of {', '.join(names)}: {first_line(e)}")
-    subtasks = results.get('group_subtasks', {})
-
-    def leaves(name):  # a group's passes pool those of its tasks
-        return [leaf for sub in subtasks.get(name) or () for leaf in leaves(sub)] or [name]
-    for name, metrics in results['results'].items():
-        total, tokens = (sum(harness.passes[leaf][j] for leaf in leaves(name)) for j in (0, 1))
-        metrics['passes'] = total / max(tokens, 1)
-    for task, samples in results.get('samples', {}).items():
-        for s in samples:  # each request's mean passes, in the order of its arguments
-            s['passes'] = [p / max(n, 1) for p, n in (harness.passes[task, s['doc_id'], i]
-                                                      for i in range(len(s['arguments'])))]
-    return results
-
-def task_rows(results, tau, cap):
-    """A row per task: the setting, its mean passes per scored token, the task's metrics and their
-    standard errors."""
-    table = []
-    for name, metrics in results['results'].items():
-        row = dict(name=name, tau=f'{tau:g}', cap=cap, passes=f"{metrics['passes']:.2f}")
-        if name in results.get('n-samples', {}):  # documents scored (groups have none of their own)
-            row['docs'] = results['n-samples'][name]['effective']
-        for key, value in metrics.items():
-            metric, _, kind = key.partition(',')  # 'acc,none', 'acc_stderr,none', 'em,flex'
-            if kind and isinstance(value, (int, float)):  # not the alias, nor N/A standard errors
-                se = metric.endswith('_stderr')
-                column = f"se_{metric.removesuffix('_stderr')}" if se else metric
-                row[column if kind == 'none' else f'{column}[{kind}]'] = f'{value:.4f}'
-        table.append(row)
-    return table
-
-def save(results, tau, cap):
-    """output_path/results_<setting>.json; with log_samples each task's documents, a line each."""
-    from lm_eval.utils import handle_non_serializable as plain
-    setting = f'tau{tau:g}_cap{cap}'
-    for task, samples in results.pop('samples', {}).items():
-        with open(os.path.join(output_path, f'samples_{task}_{setting}.jsonl'), 'w') as f:
-            f.writelines(json.dumps(s, default=plain, ensure_ascii=False) + '\n' for s in samples)
-    with open(path := os.path.join(output_path, f'results_{setting}.json'), 'w') as f:
-        json.dump(results, f, indent=2, default=plain, ensure_ascii=False)
-    print(f"wrote {path}")
-
-def main(argv=None):
-    global device
-    configure(globals(), argv)
+# -----------------------------------------------------------------------------
+if __name__ == '__main__':  # (the tests import the harness above)
+    configure(globals())
     names = [name.strip() for name in tasks.split(',') if name.strip()]  # 'piqa, sciq' too
-    taus, caps = as_list(halt_threshold), as_list(n_ponder)
+    taus, caps = ([*s] if isinstance(s, (tuple, list)) else [s] for s in (halt_threshold, n_ponder))
     if not names:
         die("tasks must name at least one task; pass e.g. --tasks=piqa,arc_easy")
     for tau, cap in itertools.product(taus, caps):  # --halt_threshold=0,1e-4,0.1: each is checked
@@ -267,42 +170,88 @@ def main(argv=None):
             die(f"cannot make the folder output_path={output_path} ({e.strerror}); pass a folder "
                 "you can write")
     device, _, autocast = or_die(pick_device, device, dtype)
-    model, ckpt, model_name = load_model()
-    cfg, K = model.config, ckpt['model_args']['n_ponder']
+    if init_from:  # a GPT-NeoX import without gates (halting='none': its passes are the cap's)
+        model = or_die(from_pretrained, init_from, halting='none').to(device)
+        ckpt, model_name = dict(dataset=dataset, model_args=dict(n_ponder=model.K)), init_from
+    else:
+        model, ckpt = or_die(load_checkpoint, out_dir, device)
+        model_name = os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else out_dir
+    cfg, K = model.eval().config, ckpt['model_args']['n_ponder']
     if any(c is not None and c > K for c in caps):
         die(f"n_ponder can only lower the passes at inference (a cap); this model was trained "
             f"with {K}")
     encode, decode = or_die(load_tokenizer, data_dir, ckpt, cfg.vocab_size)
-    manager = task_manager(names)
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager  # the tasks' index: include_path's alone if it has all
+    if include_path and not os.path.isdir(include_path):
+        die(f"include_path={include_path} is not a folder; pass the folder of your task YAMLs")
+    manager = include_path and TaskManager(include_path=include_path, include_defaults=False)
+    if not manager or not all(manager.match_tasks([name]) for name in names):
+        manager = TaskManager(include_path=include_path or None)  # lm-eval's own too: seconds
+    if unknown := [name for name in names if not manager.match_tasks([name])]:
+        guesses = sorted({g for name in unknown
+                          for g in difflib.get_close_matches(name, manager.all_tasks, n=2)})
+        die(f"unknown task {', '.join(unknown)}; " +
+            (f"did you mean {', '.join(guesses)}? " if guesses else '') + "lm-eval ls tasks lists "
+            "lm-eval's own; local task YAMLs go in the folder include_path names")
     # lm-eval tells each task made by a function (custom_dataset) to pass --metadata: not ours
     logging.getLogger('lm_eval.api.task').addFilter(lambda r: 'Custom kwargs' not in r.getMessage())
     print(f"downstream ckpt={model_name} dataset={ckpt.get('dataset')} halting={cfg.halting} "
           f"K={K} tau={cfg.halt_threshold:g} tasks={','.join(names)} num_fewshot={num_fewshot} "
           f"limit={limit}")
     start_token, end_token = document_tokens(ckpt, encode)
+    # Ctrl-C from here: one line saying what was kept (before here, configurator's: nothing)
+    signal(SIGINT, lambda *_: interrupted("the settings finished before it were printed (and "
+                                          "saved, with --output_path)"))
     table = []
     for tau, cap in itertools.product(taus, caps):
         tau, cap = cfg.halt_threshold if tau is None else tau, K if cap is None else cap
         model.set_inference(halt_threshold=tau, n_ponder=cap)
-        with autocast:
-            results = evaluate(AdaPonderHarness(model, encode, decode, start_token, batch_size,
-                                                end_token), manager, names)
-        for row in task_rows(results, tau, cap):
-            print_table('task', [row])  # tasks have different metrics: a line each
+        harness = AdaPonderHarness(model, encode, decode, start_token, batch_size, end_token)
+        try:
+            with autocast:
+                results = simple_evaluate(model=harness, tasks=names, num_fewshot=num_fewshot,
+                                          limit=limit, task_manager=manager,
+                                          log_samples=log_samples, batch_size=batch_size)
+        except OSError as e:  # datasets' ConnectionError too: a hub task's data offline, uncached
+            die(f"could not load the documents of {', '.join(names)} ({type(e).__name__}: "
+                f"{first_line(e)}); run once online (the hub's datasets are cached after that), "
+                "or use local tasks from --include_path")
+        except ValueError as e:  # our tokenizer: a character model cannot encode a document
+            die(f"a document of {', '.join(names)}: {first_line(e)}")
+        subtasks = results.get('group_subtasks', {})  # a group's passes pool those of its tasks
+        leaves = lambda name: [leaf for sub in subtasks.get(name) or ()  # noqa: E731
+                               for leaf in leaves(sub)] or [name]
+        for name, metrics in results['results'].items():  # a line each: tasks' metrics differ
+            total, tokens = (sum(harness.passes[leaf][j] for leaf in leaves(name)) for j in (0, 1))
+            metrics['passes'] = total / max(tokens, 1)
+            row = dict(name=name, tau=f'{tau:g}', cap=cap, passes=f"{metrics['passes']:.2f}")
+            if name in results.get('n-samples', {}):  # documents scored (none of a group's own)
+                row['docs'] = results['n-samples'][name]['effective']
+            for key, value in metrics.items():  # 'acc,none', 'acc_stderr,none', 'em,flex'
+                metric, _, kind = key.partition(',')
+                if kind and isinstance(value, (int, float)):  # not the alias, nor N/A errors
+                    se = metric.endswith('_stderr')
+                    column = f"se_{metric.removesuffix('_stderr')}" if se else metric
+                    row[column if kind == 'none' else f'{column}[{kind}]'] = f'{value:.4f}'
+            print_table('task', [row])
             table.append(row)
-        if output_path:
-            save(results, tau, cap)
+        if output_path:  # results_<setting>.json; with log_samples, samples_<task>_<setting>.jsonl
+            from lm_eval.utils import handle_non_serializable as plain
+            setting = f'tau{tau:g}_cap{cap}'
+            for task, samples in results.pop('samples', {}).items():
+                for s in samples:  # each request's mean passes, in the order of its arguments
+                    s['passes'] = [p / max(n, 1) for p, n in (harness.passes[task, s['doc_id'], i]
+                                                              for i in range(len(s['arguments'])))]
+                with open(os.path.join(output_path, f'samples_{task}_{setting}.jsonl'), 'w') as f:
+                    f.writelines(json.dumps(s, default=plain, ensure_ascii=False) + '\n'
+                                 for s in samples)
+            with open(path := os.path.join(output_path, f'results_{setting}.json'), 'w') as f:
+                json.dump(results, f, indent=2, default=plain, ensure_ascii=False)
+            print(f"wrote {path}")
     if len(taus) * len(caps) > 1:  # a table of accuracy against passes for each task
         print("\n== the compute dial on each task: its metrics against mean passes per scored "
               "token ==")
         for name in dict.fromkeys(row['name'] for row in table):
             print_table('dial', sorted((r for r in table if r['name'] == name),
                                        key=lambda r: -float(r['passes'])))
-    return table
-
-if __name__ == '__main__':  # Ctrl-C: one line, after the progress bars close
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        main()
-    except KeyboardInterrupt:
-        interrupted("the settings finished before it were printed (and saved, with --output_path)")

@@ -5,6 +5,8 @@ import io
 import json
 import math
 import re
+import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +18,19 @@ from adaponder import AdaPonderLM, random_depths
 from pretrained import load_checkpoint, preset, save_checkpoint, score
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {k: v for k, v in vars(analyze).items()  # analyze's defaults, restored before every main()
-            if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
+
+
+def prepare_script(dataset):
+    """data/<dataset>/prepare.py as a module."""
+    spec = importlib.util.spec_from_file_location(f'{dataset}_prepare', ROOT / 'data' / dataset / 'prepare.py')
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    return prepare
 
 
 def prepare_toy(data_dir):
     """The real toy dataset (data/toy/prepare.py), small: a few thousand characters."""
-    spec = importlib.util.spec_from_file_location('toy_prepare', ROOT / 'data' / 'toy' / 'prepare.py')
-    prepare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prepare)
-    meta, _ = prepare.prepare(str(data_dir / 'toy'), seed=1, train_chars=20_000, val_chars=6_000)
+    meta, _ = prepare_script('toy').prepare(str(data_dir / 'toy'), seed=1, train_chars=20_000, val_chars=6_000)
     return meta
 
 
@@ -68,14 +73,19 @@ def toy(tmp_path_factory):
                 short_context=train_checkpoint(root / 'out-short', v, 0, train, block_size=32))
 
 
+def run_script(*args):
+    """python analyze.py ARGS, in this process (runpy); returns the SystemExit message, or None."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, 'argv', ['analyze.py', *args])
+        try:
+            runpy.run_path(str(ROOT / 'analyze.py'), run_name='__main__')
+        except SystemExit as e:
+            return str(e.code)
+
+
 def run_main(capsys, *args):
-    """analyze.main in-process from its default settings; returns (stdout, the SystemExit message or None)."""
-    vars(analyze).update(SETTINGS)
-    try:
-        analyze.main(list(args))
-        message = None
-    except SystemExit as e:
-        message = str(e.code)
+    """(stdout, the SystemExit message or None) of python analyze.py ARGS."""
+    message = run_script(*args)
     return capsys.readouterr().out, message
 
 
@@ -149,7 +159,7 @@ def dial(toy):
     """Every setting of the dial on the learned checkpoint, as analyze runs them."""
     model, _ = load_checkpoint(f'{toy["learned"]}/ckpt.pt')
     data = np.fromfile(f'{toy["data_dir"]}/toy/val.bin', dtype=np.uint16)
-    vars(analyze).update(SETTINGS, max_tokens=2048)
+    analyze.max_tokens = 2048  # as --max_tokens=2048 sets it
     return model.eval(), data, analyze.dial(model, data)
 
 
@@ -216,16 +226,13 @@ def analysis(toy):
     args = toy_args(toy, f'--compare_ckpts={toy["none"]},{toy["vanilla"]}/ckpt.pt')
     drawn, backend, message = [], None, None
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
-        vars(analyze).update(SETTINGS)
         if matplotlib:
             args += (f'--plot={toy["root"] / "dial.png"}',)
             save, before = Figure.savefig, matplotlib.get_backend()
             patch.setattr(Figure, 'savefig', lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
             plt.switch_backend('svg')
         try:
-            analyze.main(list(args))
-        except SystemExit as e:
-            message = str(e.code)
+            message = run_script(*args)
         finally:
             if matplotlib:
                 backend = matplotlib.get_backend()
@@ -373,10 +380,10 @@ def test_missing_meta_and_corrupt_checkpoint(toy, capsys, tmp_path):
     assert message.startswith('error: ') and 'val_class.bin holds 10 classes' in message, message
     (tmp_path / 'toy' / 'val.bin').write_bytes(b'')
     _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
-    assert 'val.bin holds 0 bytes' in message and 'prepare.py' in message, message
+    assert 'val.bin holds 0 tokens' in message and 'prepare.py' in message, message
     (tmp_path / 'toy' / 'val.bin').write_bytes(b'\1' * 4001)  # cut short, or another file
     _, message = run_main(capsys, *toy_args(toy), f'--data_dir={tmp_path}')
-    assert 'val.bin holds 4001 bytes, not a whole number of uint16' in message, message
+    assert 'val.bin has an odd number of bytes, not 2-byte token ids' in message, message
     (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
     _, message = run_main(capsys, f'--out_dir={tmp_path}')
     assert message.startswith('error: ') and 'is damaged or not an AdaPonder checkpoint' in message
@@ -394,6 +401,23 @@ def test_lens_reads_a_prompt_file(toy, capsys, tmp_path):
     (tmp_path / 'prompt.txt').write_text('C:abc|ab')
     out, message = run_main(capsys, '--mode=lens', *toy_args(toy, f'--start=FILE:{tmp_path / "prompt.txt"}'))
     assert message is None and len(tagged(out, 'lens')) == len('C:abc|ab'), message
+
+
+def test_lens_cuts_a_hops_prompt_into_the_datasets_tokens(tmp_path, capsys):
+    """The hops dataset's tokens are several characters long (a binding `a>j ` is one token): the lens has a row
+    for each token the model reads, longest match first, as the data was cut."""
+    prepare = prepare_script('hops')
+    prepare.prepare(str(tmp_path / 'data' / 'hops'), train_tokens=100, val_tokens=100)
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', vocab_size=len(prepare.ITOS), n_ponder=3))
+    (tmp_path / 'out').mkdir()
+    save_checkpoint(str(tmp_path / 'out' / 'ckpt.pt'), model, dataset='hops')
+    out, message = run_main(capsys, '--mode=lens', f'--out_dir={tmp_path / "out"}', f'--data_dir={tmp_path / "data"}',
+                            '--start=a>j b>f c>3 | a=')
+    assert message is None, message
+    tokens = [repr(t).replace(' ', '\u2423') for t in ('a>j ', 'b>f ', 'c>3 ', '|', ' a=')]
+    rows = tagged(out, 'lens')
+    assert values(rows, 'token') == tokens and values(rows, 'next') == tokens[1:] + ['?']
 
 
 @pytest.mark.parametrize('lines,words', [

@@ -3,7 +3,10 @@ character vocabulary. The harness's log-likelihoods are the model's own scoring,
 stops at its `until` string, and bad input is one line."""
 import functools
 import json
+import runpy
 import string
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +18,11 @@ import lm_eval.evaluator  # noqa: E402
 import lm_eval.tasks  # noqa: E402
 
 import downstream  # noqa: E402
+import pretrained  # noqa: E402
 from adaponder import AdaPonderLM  # noqa: E402
 from pretrained import preset, save_checkpoint, score  # noqa: E402
 
-SETTINGS = {k: v for k, v in vars(downstream).items()  # downstream's defaults, restored before every main()
-            if not k.startswith('_') and isinstance(v, (int, float, str, type(None)))}
+SCRIPT = str(Path(__file__).resolve().parents[1] / 'downstream.py')
 CHARS = sorted(set('\n:|+=CA' + string.digits + string.ascii_lowercase))
 TASK = """task: {name}
 dataset_path: json
@@ -75,12 +78,12 @@ def setup(tmp_path_factory):
 
 
 def run(monkeypatch, capsys, *args):
-    """downstream.main(ARGS) in-process; (stdout, the one-line error or None). lm-eval's report of the machine
-    (pip list and the like, seconds) is left out."""
+    """python downstream.py ARGS in this process (runpy); (stdout, the one-line error or None). lm-eval's report
+    of the machine (pip list and the like, seconds) is left out."""
     monkeypatch.setattr(lm_eval.evaluator, 'add_env_info', lambda results: None)
-    vars(downstream).update(SETTINGS)
+    monkeypatch.setattr(sys, 'argv', ['downstream.py', *args])
     try:
-        downstream.main(list(args))
+        runpy.run_path(SCRIPT, run_name='__main__')
         error = None
     except SystemExit as e:
         error = str(e.code)
@@ -176,7 +179,7 @@ def test_bad_input_is_one_line(setup, monkeypatch, capsys, tmp_path):
     assert 'log_samples writes the samples into output_path' in error
     _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--batch_size=None')
     assert 'batch_size=None is out of range' in error
-    monkeypatch.setattr(downstream, 'LM', object)  # as when lm_eval is not installed
+    monkeypatch.setitem(sys.modules, 'lm_eval.api.model', None)  # as when lm_eval is not installed
     _, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice')
     assert 'pip install lm-eval' in error
 
@@ -197,7 +200,7 @@ def test_init_from_imports_without_gates(setup, monkeypatch, capsys):
     def stand_in(name, **overrides):
         assert name == 'some/ponderlm' and overrides == dict(halting='none')
         return AdaPonderLM(preset('tiny', vocab_size=len(CHARS), **overrides))
-    monkeypatch.setattr(downstream, 'from_pretrained', stand_in)
+    monkeypatch.setattr(pretrained, 'from_pretrained', stand_in)
     out, error = run(monkeypatch, capsys, *setup['args'], '--tasks=t_choice', '--init_from=some/ponderlm',
                      '--dataset=chars', '--n_ponder=3,0')
     assert error is None and 'ckpt=some/ponderlm dataset=chars halting=none K=3' in out
