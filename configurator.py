@@ -11,38 +11,29 @@ import sys
 KINDS = (int, float, bool, str, type(None))  # the types a setting may have
 RANK0 = os.environ.get('RANK', '0') == '0'  # under torchrun only rank 0 prints what all would
 
-
 def die(message):  # bad input: one line 'error: ...' on stderr, exit status 1, no traceback
     raise SystemExit(f"error: {' '.join(str(message).split())}" if RANK0 else 1)
-
 
 def interrupted(what_was_kept, status=130):  # Ctrl-C (130) or SIGTERM (143): one line
     if RANK0:
         print(f"\ninterrupted; {what_was_kept}", file=sys.stderr)
     raise SystemExit(status)
 
-
 def first_line(error):  # an exception in a few words
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
-
-def or_die(fn, *args, **kwargs):
-    """fn(*args, **kwargs) in a script: a ValueError or OSError (about a checkpoint, a device, a
-    file the user named) becomes the one error line."""
+def or_die(fn, *args, **kwargs):  # fn(...) in a script: ValueError, OSError: one error line
     try:
         return fn(*args, **kwargs)
     except (ValueError, OSError) as e:
         die(first_line(e) if isinstance(e, ValueError) else f"{e.filename}: {e.strerror or e}")
-
 
 def ctrl_c_in_one_line(kind, error, traceback):  # a Ctrl-C no script caught (while torch
     if not issubclass(kind, KeyboardInterrupt):  # imports, say): one line; Python's status, 130
         return sys.__excepthook__(kind, error, traceback)
     print("\ninterrupted; nothing was written", file=sys.stderr)
 
-
 sys.excepthook = ctrl_c_in_one_line
-
 
 def reader_gone(method):  # `python train.py | head`: when the reader leaves, go on printing nowhere
     def safely(*args):
@@ -53,9 +44,7 @@ def reader_gone(method):  # `python train.py | head`: when the reader leaves, go
             return method(*args)
     return safely
 
-
 sys.stdout.write, sys.stdout.flush = reader_gone(sys.stdout.write), reader_gone(sys.stdout.flush)
-
 
 def configure(settings, argv=None):
     """Override settings (a script's globals()) from config files, then --key=value arguments
@@ -70,9 +59,8 @@ def configure(settings, argv=None):
             if not arg.endswith('.py') or not os.path.isfile(arg) or given:
                 die(f"config file {arg} comes after --{next(iter(given))}: put it first" if given
                     and os.path.isfile(arg) else f"config file {arg} not found or not a .py file")
-            namespace = {}
             try:
-                exec(open(arg).read(), namespace)
+                exec(open(arg).read(), namespace := {})
             except Exception as e:
                 die(f"config file {arg} failed ({type(e).__name__}: {first_line(e)}); fix it")
             given.update({k: typed(settings, keys, k, v, arg) for k, v in namespace.items()
@@ -97,9 +85,7 @@ def configure(settings, argv=None):
     settings.update(given)
     return given
 
-
-def typed(settings, keys, key, value, source):
-    """value for a setting that exists, of its type (an int is a float too); '~' is home."""
+def typed(settings, keys, key, value, source):  # an existing setting's value, of its type
     if key not in keys:
         guess = ''.join(f"did you mean {k}? " for k in difflib.get_close_matches(key, keys, n=1))
         die(f"unknown setting {key!r} (from {source}); {guess}settings are: {', '.join(keys)}")
@@ -110,24 +96,19 @@ def typed(settings, keys, key, value, source):
             f"e.g. --{key}={shown(default)}")
     return os.path.expanduser(value) if isinstance(value, str) else value
 
-
 def shown(value):  # a value as typed after --key=
     return value if isinstance(value, str) and value.split() == [value] else repr(value)
 
-
-def print_help(settings, keys):
-    """--help: each setting, its default and its comment in the script's source; then exit."""
-    script, comments = settings.get('__file__') or sys.argv[0], {}
-    for line in open(script, encoding='utf-8') if os.path.isfile(script or '') else []:
-        name, _, rest = line.partition(' = ')
-        if name in keys and '  # ' in rest:
-            comments.setdefault(name, rest.split('  # ', 1)[1].strip())
+def print_help(settings, keys):  # --help: each setting, its default and its comment; then exit
+    script = settings.get('__file__') or sys.argv[0]
+    lines = open(script, encoding='utf-8').readlines() if os.path.isfile(script or '') else []
+    comments = {name: rest.split('  # ', 1)[1].strip() for name, _, rest in
+                (line.partition(' = ') for line in reversed(lines)) if '  # ' in rest}  # first wins
     print(f"usage: python {os.path.basename(script or 'script.py')} [config/file.py ...] "
           "[--key=value ...]\nsettings (default, then what it does):", *[
               f"  --{k}={shown(settings[k])}" + (f"  # {comments[k]}" if k in comments else '')
               for k in keys], sep='\n')
     raise SystemExit(0)
-
 
 def check(settings, table):
     """Die at the first setting its rule refuses. A rule is a tuple of the values allowed, or an
@@ -145,7 +126,6 @@ def check(settings, table):
                 (value <= hi if interval[-1] == ']' else value < hi)):
             die(f"{key}={shown(value)} is out of range; pass --{key}=<"
                 f"{'an integer' if integer else 'a number'} in {interval}{' or None' * none_ok}>")
-
 
 def print_table(tag, rows):
     """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""

@@ -1,16 +1,11 @@
 """
-Train an AdaPonderLM. With no arguments: the toy demo on a CPU (5 to 10 minutes), which prepares
-its data, trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
-
-$ python train.py
-$ python train.py config/shakespeare_char.py --max_iters=2000
+Train an AdaPonderLM. With no arguments, the toy demo on a CPU (5 to 10 minutes): it prepares its
+data, trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
+$ python train.py config/shakespeare_char.py --max_iters=2000  # settings: --help
 $ python train.py config/toy.py --init_from=resume --max_iters=1000
 $ torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py
-
-Settings are the globals below; config files, then --key=value arguments override them (--help).
-A resumed run starts from the settings saved in its checkpoint and applies those given again; it
-refuses one that would change its model or data. A run never replaces a trained ckpt.pt, and two
-runs never share an out_dir. The same script runs on cuda, mps and cpu, alone or under torchrun.
+A resumed run takes the settings saved in its checkpoint, then those given again (but none that
+would change its model or data). A trained ckpt.pt is never replaced; one run per out_dir.
 """
 from configurator import check, configure, die, first_line, interrupted, or_die  # first: see there
 
@@ -98,7 +93,7 @@ config_keys = [k for k, v in globals().items() if not k.startswith('_') and
 given = configure(globals())  # config files, then --key=value: the settings given for this run
 MODEL_KEYS = {f.name for f in fields(AdaPonderConfig)} & set(config_keys) - {'block_size'}
 THIS_RUN = {'init_from', 'out_dir', 'data_dir', 'device', 'dtype', 'compile', 'eval_only',
-            'peak_tflops'}  # where and how this run goes: never taken from a checkpoint
+            'peak_tflops'}  # where and how this run goes, never from a checkpoint
 if init_from == 'resume':  # the checkpoint's settings, then those given again, in one update
     try:  # mmap: only what is read here is loaded
         saved = torch.load(os.path.join(out_dir, 'ckpt.pt'), 'cpu', weights_only=True, mmap=True)
@@ -131,8 +126,7 @@ if min_lr > learning_rate or bottom_k_start > bottom_k_end or not out_dir:
         not out_dir else f"bottom_k_start={bottom_k_start} is after bottom_k_end={bottom_k_end}; "
         "the ramp of k needs start <= end")
 if eval_only and init_from == 'scratch':
-    die("eval_only scores a trained model, but init_from='scratch' would score random weights; "
-        "pass --init_from=resume (the model in out_dir) or a pretrained model's name")
+    die("eval_only with init_from='scratch' would score random weights; pass --init_from=resume")
 lr_decay_iters = lr_decay_iters or max_iters  # 0 stays in config: a longer resumed run decays later
 config = {k: globals()[k] for k in config_keys}  # what the checkpoint keeps of this run's settings
 # -----------------------------------------------------------------------------
@@ -193,7 +187,6 @@ if init_from not in ('scratch', 'resume') and meta.get('encoding') == 'gpt2':
     die(f"{init_from} reads GPT-NeoX tokens but {data_path} holds GPT-2 tokens; run python "
         "data/pile/prepare.py --encoding=neox --out_dir=data/pile_neox and pass --dataset=pile_neox")
 
-
 def get_batch(split, generator):
     """This rank's share of a batch: x, y (batch_size, block_size), y shifted by one. Every rank
     draws the whole global batch from one generator and keeps its slice: rank 0's state resumes all."""
@@ -209,7 +202,6 @@ def get_batch(split, generator):
     if device_type == 'cuda':  # pinned memory lets the copy run asynchronously
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
-
 
 # -----------------------------------------------------------------------------
 # model: from scratch, resumed from out_dir/ckpt.pt, or a pretrained GPT-NeoX model
@@ -285,18 +277,11 @@ if ddp:  # each gate scales an update, so every parameter has a gradient, but wh
 # -----------------------------------------------------------------------------
 # schedules, evaluation, checkpoints and the metrics file
 
-
-def get_lr(it):
-    """Linear warmup for warmup_iters steps, then cosine decay to min_lr at lr_decay_iters."""
-    if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+def get_lr(it):  # linear warmup for warmup_iters, then cosine decay to min_lr at lr_decay_iters
+    if not decay_lr or it < warmup_iters:
+        return learning_rate * ((it + 1) / (warmup_iters + 1) if decay_lr else 1)
+    ratio = min(1.0, (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters))
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
-
 
 def get_bottom_k(it):
     """Cross-entropy only (k = 0) for the first bottom_k_start of training, so the passes learn to
@@ -306,12 +291,10 @@ def get_bottom_k(it):
     k = 0.0 if it < start else bottom_k_frac * min(1.0, (it - start) / max(end - start, 1e-9))
     return torch.tensor(k, device=device)
 
-
 @torch.no_grad()
 def estimate_loss():
-    """Mean cross-entropy on eval_iters batches of each split, and the depth histogram on val. The
-    eval batches are the same every time (a fixed seed), and forking the RNG keeps evaluation from
-    shifting the training run's random numbers."""
+    """Mean cross-entropy on eval_iters batches of each split, and the depths on val: the same
+    batches each time (a fixed seed), in a forked RNG that leaves training's random numbers alone."""
     losses, hist = {}, torch.zeros(raw_model.config.n_ponder + 1)
     generator = torch.Generator().manual_seed(seed + 1)
     model.eval()
@@ -329,12 +312,10 @@ def estimate_loss():
     model.train()
     return losses, hist
 
-
 def where_saved():  # the last good checkpoint, for the lines that end a run early (the bar
     bar.close()  # closed first: such a line starts on a line of its own)
     return "no checkpoint was saved" if saved_step is None else f"the last checkpoint is " \
         f"{ckpt_path}, step {saved_step}, kept as it was; continue with --init_from=resume"
-
 
 def save():  # the checkpoint holds the whole model, K+1 passes, even while one_pass_iters runs one
     global saved_step
@@ -349,11 +330,9 @@ def save():  # the checkpoint holds the whole model, K+1 passes, even while one_
         die(f"could not write {ckpt_path} ({first_line(e)}); {where_saved()}")
     saved_step = iter_num
 
-
 FORMATS = dict(loss='.4f', gate_loss='.2e', passes='.2f', k='.3f', lr='.2e', ms='.0f',
                train_loss='.4f', val_loss='.4f', depth_hist='.2f', flops_vs_full='.2f',
                tok_s='.0f', mfu='.1%')  # how each logged number is printed
-
 
 def log_metrics(kind, **metrics):
     """Print `kind step=N key=value ...`, and append the same numbers to metrics.jsonl."""
@@ -370,17 +349,15 @@ def log_metrics(kind, **metrics):
         except OSError as e:
             die(f"could not write {metrics_path} ({e.strerror}); {where_saved()}")
 
-
 def row_step(line):  # the step of a metrics.jsonl line; inf if a crash cut it short, or garbled
     try:
         return json.loads(line)['step'] if line.endswith('\n') else math.inf
     except (ValueError, TypeError, KeyError):
         return math.inf
 
-
 def stop_if_diverged():
-    """A nan or inf training loss ends the run, on every rank, before anything else is saved: the
-    last good checkpoint stays as it was. (.item() waits for the GPU: only where the loop waits.)"""
+    """A nan or inf loss ends the run, on every rank, before anything is saved (.item() waits for
+    the GPU: called only where the loop waits anyway)."""
     bad = first_bad_step.clone()
     if ddp:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
@@ -392,15 +369,13 @@ def stop_if_diverged():
             f"--learning_rate={learning_rate / 3:.2g}" + (
                 f" or a lower --gate_lr_mult than {gate_lr_mult:g}" * (gate_lr_mult > 1))))
 
-
 def on_signal(signum, frame):
-    """Ctrl-C or SIGTERM: the step in hand, and a checkpoint it saves, finish first; at a second
-    one, or under DDP (whose ranks must stop together), the run ends at once."""
+    """Ctrl-C or SIGTERM: the step in hand, and a checkpoint it saves, finish first; a second one,
+    or any under DDP (whose ranks must stop together), ends the run at once."""
     global stop_signal
     if stop_signal or ddp:
         interrupted(f"at step {iter_num}; {where_saved()}", 128 + signum)
     stop_signal = signum
-
 
 # -----------------------------------------------------------------------------
 # training loop

@@ -101,13 +101,14 @@ def test_a_cap_counts_flops_against_the_trained_full_depth(toy, monkeypatch, cap
 
 
 def test_tokens_per_second_leave_out_the_terminal(toy, monkeypatch, capsys):
-    """tok/s is the model's speed: a slow terminal (here 20 ms a print) does not lower it. With the printing
-    counted, 20 tokens would take over 0.4 s: under 50 tok/s."""
+    """tok/s is the model's speed: a slow terminal (here 50 ms a print) does not lower it. With the printing
+    counted, 20 tokens would take over 1 s: under 20 tok/s (the tiny model alone, on a loaded 2-core machine:
+    80 tok/s and up)."""
     import builtins
-    print_, slow = builtins.print, lambda *args, **kwargs: (time.sleep(0.02), print_(*args, **kwargs))
+    print_, slow = builtins.print, lambda *args, **kwargs: (time.sleep(0.05), print_(*args, **kwargs))
     monkeypatch.setattr(builtins, 'print', slow)
     out, error = run(monkeypatch, capsys, *toy['args'], '--num_samples=1', '--max_new_tokens=20')
-    assert error is None and float(stats(out)[0]['tok/s']) > 100
+    assert error is None and float(stats(out)[0]['tok/s']) > 40
 
 
 # ---- colours, the plain form, the HTML page ----
