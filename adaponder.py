@@ -96,10 +96,14 @@ class Block(nn.Module):
 #   scatter(x, values)      x with those rows replaced by values, out of place (autograd)
 #   attend(layer, q, k, v)  attention for the running rows, over keys/values in which a halted
 #                           token keeps those of the last pass it ran: the KV reuse
+# torch.compile: one graph for every count of running rows, a size it learns at run time only
+torch._dynamo.config.capture_scalar_outputs = True  # .item(): the packed queries' width
+torch._dynamo.config.capture_dynamic_output_shape_ops = True  # nonzero(): the running rows
+torch._dynamo.config.optimize_ddp = False  # DDP's graph split (at its buckets) fails on such sizes
 
 
 class AllRows:
-    """Static shapes (torch.compile; nobody halts): every row runs every pass and scatter() throws
+    """Static shapes (nobody halts; static_shapes): every row runs every pass and scatter() throws
     a halted token's results away, k = where(m_i, k_new, k_prev) keeping its previous key/value."""
 
     idle = False  # training never skips a pass: DDP expects every parameter in the graph
@@ -138,23 +142,25 @@ class RunningRows:
         self.n_keys, self.prev, self.dropout = T, {}, dropout  # keys at positions 0..n_keys-1
 
     def begin_pass(self, i, running):  # running: (B, T)
-        self.grid = running.shape
-        self.rows = running.flatten().nonzero().squeeze(1)  # (N,) b * T + t; waits for the GPU
-        self.every_row = len(self.rows) == running.numel()  # then a gather is a view, not a copy
+        self.grid, n = running.shape, running.numel()  # pass 0 runs every token: no need to ask
+        self.rows = torch.arange(n, device=running.device) if i == 0 else \
+            running.flatten().nonzero().squeeze(1)  # (N,) b * T + t; waits for the GPU
+        # all run: a gather is a view, not a copy (compiled, one graph serves every N: no branch)
+        self.every_row = i == 0 or not torch.compiler.is_compiling() and len(self.rows) == n
         self.pos = self.positions[self.rows % self.grid[1]]  # (N,) each running row's position
         self.rotary = self.cos[self.pos, None], self.sin[self.pos, None]  # (N, 1, rot)
-        self.pack_queries()
+        self.pack_queries(running.sum(1))
 
-    def pack_queries(self):
-        """Sequence b's running queries go to row b of a (B, n, nh, hs) batch (n: the most any
-        has), under a causal mask over keys 0..n_keys-1 (padding sees key 0, then is dropped)."""
+    def pack_queries(self, counts):
+        """Sequence b's counts[b] running queries go to row b of a (B, n, nh, hs) batch (n: the most
+        any has), under a causal mask over keys 0..n_keys-1 (padding sees key 0, is dropped)."""
         B, T = self.grid
         self.slots, pos = None, self.positions[None]  # every row runs: the (B, T) grid itself
         if not self.every_row:
             b = self.rows // T
-            counts = torch.bincount(b, minlength=B)
             self.slots = b, torch.arange(len(b), device=b.device) - (counts.cumsum(0) - counts)[b]
-            width = int(counts.max()) if len(b) else 1  # waits for the GPU
+            width = counts.max().clamp(min=1).item()  # waits for the GPU
+            torch._check(width >= 1)  # torch.compile cannot know it (it would guard on width == 1)
             pos = self.pos.new_zeros(B, width).index_put(self.slots, self.pos)  # (B, n) positions
         causal = self.every_row and self.n_keys == T  # the fast kernel needs no mask
         keys = torch.arange(self.n_keys, device=pos.device)
@@ -209,9 +215,8 @@ class KVCache(RunningRows):
     def begin_pass(self, i, running):
         super().begin_pass(i, running)
         self.i, span = i, slice(self.length - len(self.positions), self.length)
-        if i > 0:  # KV reuse: start from the previous pass's; running tokens overwrite theirs
-            for cache in (self.k, self.v):
-                cache[i, ..., span, :] = cache[i - 1, ..., span, :]
+        for cache in (self.k, self.v) if i > 0 else ():  # KV reuse: from the previous pass's,
+            cache[i, ..., span, :] = cache[i - 1, ..., span, :]  # running tokens overwrite theirs
         self.idle = len(self.rows) == 0
 
     def attend(self, layer, q, k, v):  # q, k, v: (N, nh, hs), one row per running token
@@ -394,13 +399,11 @@ class AdaPonderLM(nn.Module):
     def goes_on(self, s, may_go_on):
         """m_{i+1} of the rows that ran pass i: learned halting stops a row once s < tau (the gate
         learns through s, not this comparison); no row goes past its max_passes (may_go_on)."""
-        if self.config.halting == 'learned':
-            return may_go_on & (s >= self.config.halt_threshold)
-        return may_go_on
+        learned = self.config.halting == 'learned'
+        return may_go_on & (s >= self.config.halt_threshold) if learned else may_go_on
 
     def max_passes(self, idx):
-        """The most passes each token may run: K+1, but in the random-depth baseline
-        (halting='fixed') no gate decides, and these are its random depths."""
+        """The most passes each token may run: K+1, or the random depths of halting='fixed'."""
         cfg = self.config
         if cfg.halting == 'fixed':
             return random_depths(idx.shape, cfg.n_ponder + 1, cfg.fixed_mean_depth,
@@ -408,12 +411,12 @@ class AdaPonderLM(nn.Module):
         return torch.full(idx.shape, cfg.n_ponder + 1, device=idx.device)
 
     def training_context(self, T):
-        """The one rule for which rows forward() computes: only the running ones (RunningRows), but
-        every row (AllRows) where none can halt (halting='none', K = 0), under torch.compile (a row
-        count known only at run time recompiles) or with static_shapes set."""
+        """The one rule for which rows forward() computes: only the running ones (RunningRows, also
+        under torch.compile), but every row (AllRows) where none can halt (halting='none', K = 0)
+        or with static_shapes set."""
         cfg = self.config
         static = self.static_shapes or cfg.halting == 'none' or cfg.n_ponder == 0
-        rows = AllRows if static or torch.compiler.is_compiling() else RunningRows
+        rows = AllRows if static else RunningRows
         return rows((self.rope_cos, self.rope_sin), T, cfg.dropout if self.training else 0.0)
 
     def forward(self, idx, targets=None, bottom_k_frac=None):

@@ -346,35 +346,6 @@ def test_targets_need_not_be_contiguous():
     assert torch.isfinite(model(idx, targets).loss)
 
 
-def test_a_changing_bottom_k_tensor_never_recompiles():
-    """train.py passes the bottom-k schedule as a 0-d tensor: compiled once for training and once for
-    evaluation (grad mode differs), the whole ramp runs on those graphs. (The backend does not matter for
-    recompilation; 'eager' skips code generation.)"""
-    import torch._dynamo
-    model, idx = make_model(n_layer=1), tokens()  # one layer: half the tracing, the same bottom-k path
-    compiled = torch.compile(model, backend='eager')
-
-    def train_step(k):
-        model.train()
-        compiled(idx, idx, bottom_k_frac=torch.tensor(k)).loss.backward()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            compiled(idx, idx, bottom_k_frac=torch.tensor(0.0))
-
-    torch._dynamo.reset()
-    try:
-        train_step(0.0)
-        evaluate()
-        with torch._dynamo.config.patch(error_on_recompile=True):
-            for k in (0.02, 0.05, 0.1):
-                train_step(k)
-            evaluate()
-    finally:
-        torch._dynamo.reset()
-
-
 # ---- generation past the context ----
 
 def reference_generate(model, idx, n):
@@ -473,7 +444,7 @@ def test_a_pass_where_every_token_halted_still_trains_every_gate():
     assert all(p.grad is not None for gate in model.gates for p in gate.parameters())
 
 
-def test_the_rule_picks_static_shapes_where_nobody_halts_or_under_compile():
+def test_the_rule_picks_static_shapes_where_nobody_halts():  # compiled too: tests/test_compile.py
     model = make_model()
     assert isinstance(model.training_context(T), RunningRows)
     assert isinstance(make_model('none').training_context(T), AllRows)  # PonderLM: nobody halts
