@@ -80,7 +80,7 @@ def test_preset_values_unless_set(monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', ['bench.py', '--device=cpu', '--n_head=3'])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(BENCH, run_name='__main__')  # 'small' has n_embd=256, not a multiple of 3
-    assert str(e.value.code) == 'error: n_embd must be a multiple of n_head; fix the setting'
+    assert str(e.value.code).startswith('error: n_embd 256 must split into n_head 3 heads')  # as the model says
     assert capsys.readouterr().out == 'settings overridden: device=cpu n_head=3\n'  # and no timing
 
 
@@ -100,7 +100,7 @@ def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
         prompts.append((idx.tolist(), max_new_tokens))
         return generate(self, idx, max_new_tokens, *args, **kwargs)
     monkeypatch.setattr(AdaPonderLM, 'generate', recording)
-    where = [f'--ckpt={tmp_path / "ckpt.pt"}', f'--data_dir={tmp_path / "data"}']
+    where = [f'--ckpt={tmp_path}', f'--data_dir={tmp_path / "data"}']  # the folder: its ckpt.pt
     lines = run(monkeypatch, capsys, '--device=cpu', *where, '--prompt_len=48', '--new_tokens=48',
                 '--repeats=1').splitlines()
     assert [line.split()[0] for line in lines] == ['bench', 'compare', 'bench']  # no training, no shapes
@@ -115,7 +115,7 @@ def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
     assert float(f['passes']) == pytest.approx(depth.float().mean().item(), abs=0.005)  # the same greedy run
     # and its training step at its trained threshold against full depth, on val windows of its block size
     out = run(monkeypatch, capsys, '--device=cpu', *where, '--repeats=1', '--skip_batch=2', '--skip_iters=1')
-    row = fields(next(line for line in out.splitlines() if line.startswith('train_skip ckpt')))
+    row = fields(next(line for line in out.splitlines() if 'halting=trained' in line))
     assert row['block'] == '64' and row['halting'] == 'trained' and 1 <= float(row['passes']) < 4
     assert float(row['ideal']) == pytest.approx(float(row['passes']) / 4, abs=0.01)
     (tmp_path / 'data' / 'toy' / 'val.bin').unlink()
@@ -127,9 +127,11 @@ def test_compare_a_checkpoint(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize('args,message', [(['--nope=1'], "unknown setting 'nope'"),
                                           (['--iters=many'], 'iters must be int'),
                                           (['--device=cpu', '--new_tokens=500'], 'must fit block_size'),
-                                          (['--decode_batch_sizes=1,x'], 'is not integers and commas'),
-                                          (['--preset=huge'], "unknown preset 'huge'"),
-                                          (['--ckpt=nowhere.pt'], 'no checkpoint at nowhere.pt'),
+                                          (['--decode_batch_sizes=1,x'], 'is malformed'),
+                                          (['--seed=None'], 'seed=None is out of range'),
+                                          (['--skip_shapes=1x30x8'], 'n_embd 30 must split'),
+                                          (['--preset=huge'], "preset=huge is not one of"),
+                                          (['--ckpt=nowhere.pt'], 'nowhere.pt: no checkpoint here'),
                                           (['iters'], 'config file iters not found')])
 
 def test_bad_settings_are_one_clear_line(args, message, monkeypatch):
@@ -159,3 +161,21 @@ def test_training_with_halting_rows(monkeypatch, capsys):
         same = [by[h]['loss'] for h in ('learned@2', 'every_row@2', 'grid_queries@2')]
         assert all(float(loss) == pytest.approx(float(same[0]), abs=1e-5) for loss in same)
     assert 'ideal name=train_skip_1x32_T32_learned@2' in out
+
+
+def test_compiled_training_with_halting_rows(monkeypatch, capsys):
+    """--compile=True: section 4 also times the compiled model, skip against compiled full depth, with its graphs
+    (one per setting), recompiles (none while the halting mask changes step by step) and compile seconds.
+    The 'eager' backend keeps it fast: graphs and recompiles are decided before a backend runs."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda model, **kwargs: real_compile(model, backend='eager'))
+    out = run(monkeypatch, capsys, '--device=cpu', '--sections=skip', '--skip_shapes=1x16x24', '--compile=True',
+              '--skip_batch=4', '--skip_iters=2', '--skip_passes=2.0,1.3', '--n_ponder=2')
+    rows = {(r['compile'], r['halting']): r for r in map(fields, out.splitlines()) if 'compile' in r and 'halting' in r}
+    compiled = {h: r for (c, h), r in rows.items() if c == 'True'}
+    assert list(compiled) == ['full', 'learned@2', 'learned@1.3']
+    for name, r in compiled.items():
+        assert r['graphs'] == '1' and r['recompiles'] == '0' and float(r['compile_s']) > 0
+        assert r['passes'] == rows[('False', name)]['passes'] and r['loss'] == rows[('False', name)]['loss']
+        assert float(r['vs_eager']) == pytest.approx(float(r['ms']) / float(rows[('False', name)]['ms']), abs=0.02)
+    assert 'ideal name=train_skip_1x16_T24_learned@1.3_compiled' in out
