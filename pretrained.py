@@ -260,8 +260,8 @@ def read_tokens(path, min_tokens=1, fix='prepare the dataset'):
     if (size := os.path.getsize(path)) % 2:
         raise ValueError(f"{path} has an odd number of bytes, not 2-byte token ids; {fix} again")
     if size // 2 < min_tokens:
-        raise ValueError(f"{path} holds {size // 2} tokens, fewer than {min_tokens}; {fix} again, "
-                         "or pass a smaller --block_size")
+        raise ValueError(f"{path} holds {size // 2} tokens, fewer than {min_tokens}; {fix} again"
+                         + ", or pass a smaller --block_size" * (min_tokens > 1))
     return np.memmap(path, dtype=np.uint16, mode='r')
 
 
