@@ -3,9 +3,8 @@ AdaPonderLM in one file: the whole transformer runs up to K+1 passes per token, 
 own prediction as a probability-weighted embedding. A gate per pass scales that update; once it
 falls below a threshold the token halts for good, and later passes see the keys/values of the last
 pass it ran. Training and decoding share `ponder` and compute only the tokens still running.
-Sources: AdaPonderLM (arXiv 2603.01914), PonderLM (arXiv 2505.20674), GPT-NeoX (Pythia), nanoGPT;
-docs/method.md has the method and the choices made where the paper is silent.
-"""
+After AdaPonderLM (arXiv 2603.01914), PonderLM (arXiv 2505.20674), GPT-NeoX, nanoGPT; the method
+and the choices made where the paper is silent: docs/method.md."""
 
 import math
 from collections import OrderedDict
@@ -46,8 +45,7 @@ def attention(q, k, v, **how):
 
 
 class CausalSelfAttention(nn.Module):
-    """On (B, T, C) when every row runs or (N, C) for N running rows; the pass context decides
-    which keys/values they see (the KV reuse)."""
+    """On (B, T, C), or (N, C) running rows; the pass context picks their keys/values (KV reuse)."""
 
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -67,7 +65,6 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-
     def __init__(self, config, layer_idx):
         super().__init__()
         C = config.n_embd
@@ -87,15 +84,13 @@ class Block(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# Pass contexts: which rows run a pass, and which keys/values attention sees.
-# ponder() gets one pass context per forward (or per decoding step) and asks it for:
+# Pass contexts: which rows run a pass, which keys/values attention sees. ponder() asks one for:
 #   begin_pass(i, running)  pass i starts; running (B, T) is m_i, the tokens still running
 #   idle                    True if the pass has nothing to compute (decoding: all tokens halted)
 #   rotary                  (cos, sin) at the positions of the rows that run
 #   gather(x)               x (B, T, ...) -> the rows that run this pass
 #   scatter(x, values)      x with those rows replaced by values, out of place (autograd)
-#   attend(layer, q, k, v)  attention for the running rows, over keys/values in which a halted
-#                           token keeps those of the last pass it ran: the KV reuse
+#   attend(layer, q, k, v)  attention for them; a halted token's keys/values: its last pass's
 # torch.compile: one graph for every count of running rows, a size it learns at run time only
 torch._dynamo.config.capture_scalar_outputs = True  # .item(): the packed queries' width
 torch._dynamo.config.capture_dynamic_output_shape_ops = True  # nonzero(): the running rows
@@ -103,8 +98,8 @@ torch._dynamo.config.optimize_ddp = False  # DDP's graph split (at its buckets) 
 
 
 class AllRows:
-    """Static shapes (nobody halts; static_shapes): every row runs every pass and scatter() throws
-    a halted token's results away, k = where(m_i, k_new, k_prev) keeping its previous key/value."""
+    """Static shapes (nobody halts; static_shapes): every row runs, scatter() keeps a halted row's
+    old values: k = where(m_i, k_new, k_prev)."""
 
     idle = False  # training never skips a pass: DDP expects every parameter in the graph
 
@@ -115,10 +110,10 @@ class AllRows:
     def begin_pass(self, i, running):
         self.running = running  # (B, T)
 
-    def gather(self, x):
+    def gather(self, x):  # every row
         return x
 
-    def scatter(self, x, values):
+    def scatter(self, x, values):  # keep halted rows as they were
         m = self.running.view(*self.running.shape, *[1] * (x.dim() - 2))
         return torch.where(m, values.to(x.dtype), x)
 
@@ -130,9 +125,8 @@ class AllRows:
 
 
 class RunningRows:
-    """Only running tokens are computed: each pass gathers their rows into (N, ...), so a halted
-    token costs nothing, forward or backward, but as a key/value: those stay on the (B, T) grid,
-    where a halted token keeps its previous pass's."""
+    """Only running tokens are computed, gathered into (N, ...) rows: a halted token costs nothing
+    but as a key/value, on the (B, T) grid, where it keeps those of its last pass."""
 
     idle = False  # a pass with no running row runs on empty tensors: cheap, and every gate is used
 
@@ -204,8 +198,7 @@ class KVCache(RunningRows):
         self.k, self.v = (torch.zeros(shape, device=device, dtype=dtype) for _ in 'kv')
         self.max_len, self.length = max_len, 0  # length: tokens cached, the chunk in flight too
 
-    def add_chunk(self, T):
-        """T new tokens (a prompt, or one) come: their positions follow those cached."""
+    def add_chunk(self, T):  # T new tokens (a prompt, or one): positions after those cached
         if self.length + T > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} tokens, {self.length + T} needed; "
                              "make a larger cache with model.new_cache(batch_size, max_len)")
@@ -230,7 +223,7 @@ class KVCache(RunningRows):
 # -----------------------------------------------------------------------------
 # The model
 
-CHOICES = dict(halting=('learned', 'none', 'fixed'),  # who stops: the gates, nobody, random depths
+CHOICES = dict(halting=('learned', 'none', 'random'),  # who stops: the gates, nobody, chance
                fixed_depth_dist=('uniform', 'geometric', 'least_spread'))
 INFERENCE_SETTINGS = ('halting', 'halt_threshold', 'n_ponder', 'fixed_depth_dist',
                       'fixed_mean_depth')  # what set_inference may change on a built model
@@ -256,7 +249,7 @@ class AdaPonderConfig:
     rotary_base: float = 10000.0
     parallel_residual: bool = True  # x + attn(ln1(x)) + mlp(ln2(x)) (GPT-NeoX), not sequential
     n_ponder: int = 3  # K: extra passes per token (K+1 in all); 0 is a plain language model
-    halting: str = 'learned'  # who stops: 'learned' (gates) | 'none' (nobody) | 'fixed' (random)
+    halting: str = 'learned'  # who stops: 'learned' (gates) | 'none' (nobody) | 'random' depths
     gated: Optional[bool] = None  # gates exist and scale each update; default: halting == 'learned'
     halt_threshold: float = 1e-4  # tau: a token halts once its gate value s < tau
     ponder_lambda: float = 0.1  # weight of the bottom-k gate loss
@@ -264,20 +257,23 @@ class AdaPonderConfig:
     embed_scale: float = 1.0  # multiplies W_in[x] and the pondering embedding (PonderLM: sqrt(d))
     first_embed_mult: float = 1.0  # multiplies E_0 once more (official PonderLM from 410M up: K)
     gate_bias_init: float = 3.0  # sigmoid(3) ~ 0.95: training starts close to plain PonderLM
-    fixed_depth_dist: str = 'uniform'  # halting='fixed': how random depths spread (CHOICES)
-    fixed_mean_depth: float = 2.5  # halting='fixed': their mean passes (above K+1, as a cap: K+1)
+    fixed_depth_dist: str = 'uniform'  # halting='random': how the depths spread (CHOICES)
+    fixed_mean_depth: float = 2.5  # halting='random': their mean passes (above K+1, as a cap: K+1)
 
     def __post_init__(self):
         """Every field is checked once, here: a ValueError names a bad value and what it may be."""
+        self.halting = 'random' if self.halting == 'fixed' else self.halting  # its older name
         for f in fields(self):
             value, allowed = getattr(self, f.name), CHOICES.get(f.name)
             if allowed and value not in allowed:
                 raise ValueError(f"unknown {f.name} {value!r}; use {', '.join(allowed)}")
-            low, high = RANGES.get(f.name, (None, None))
-            kind = int if f.type is int else (int, float)  # (a tensor: train.py's k schedule)
-            if low is not None and not isinstance(value, torch.Tensor) and not (
-                    isinstance(value, kind) and low <= value <= high and math.isfinite(value)):
-                raise ValueError(f"{f.name} must be a finite {'whole ' * (kind is int)}number in "
+            if f.type in (bool, Optional[bool]) and not isinstance(value, (bool, type(None))):
+                raise ValueError(f"{f.name} must be True or False, got {value!r}")
+            (low, high), whole = RANGES.get(f.name, (None, None)), f.type is int
+            number = type(value) is int or type(value) is float and not whole  # (bool: no)
+            if low is not None and not isinstance(value, torch.Tensor) and not (  # (a tensor:
+                    number and low <= value <= high and math.isfinite(value)):  # train.py's k)
+                raise ValueError(f"{f.name} must be a finite {'whole ' * whole}number in "
                                  f"[{low:g}, {high:g}], got {value!r}")
         if self.n_embd % self.n_head or int(self.n_embd // self.n_head * self.rotary_pct) % 2:
             raise ValueError(f"n_embd {self.n_embd} must split into n_head {self.n_head} heads "
@@ -285,7 +281,7 @@ class AdaPonderConfig:
         self.gated = self.halting == 'learned' if self.gated is None else self.gated
         if self.halting == 'learned' and not self.gated:
             raise ValueError("halting='learned' needs gates, and this model has none (it was "
-                             "trained with halting='none' or 'fixed'); use one of those")
+                             "trained with halting='none' or 'random'); use one of those")
 
 
 @dataclass
@@ -298,11 +294,10 @@ class PonderOutput:
 
 
 class AdaPonderLM(nn.Module):
-
     def __init__(self, config):
         super().__init__()
         self.config = config  # set_inference may change who halts and a cap on passes, nothing else
-        self.K = config.n_ponder  # the pondering steps the weights have
+        self.trained_K = config.n_ponder  # the pondering steps the weights have (n_ponder: a cap)
         C = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, C)  # W_in, read by the pondering embedding too
         self.drop = nn.Dropout(config.dropout)
@@ -312,10 +307,9 @@ class AdaPonderLM(nn.Module):
         self.gates = nn.ModuleList([  # one per pondering step i = 0..K-1: a shared gate collapses
             nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, 1))
             for _ in range(config.n_ponder)]) if config.gated else None
-        cos, sin = rotary_tables(C // config.n_head, config.rotary_pct, config.block_size,
-                                 config.rotary_base)
-        self.register_buffer('rope_cos', cos, persistent=False)
-        self.register_buffer('rope_sin', sin, persistent=False)
+        for name, table in zip(('rope_cos', 'rope_sin'), rotary_tables(
+                C // config.n_head, config.rotary_pct, config.block_size, config.rotary_base)):
+            self.register_buffer(name, table, persistent=False)
         self.static_shapes = False  # True: training runs every row of every pass (training_context)
         for module in self.modules():  # GPT-2's initialization
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -330,15 +324,17 @@ class AdaPonderLM(nn.Module):
 
     def set_inference(self, **settings):
         """The one way to change how a built model runs (INFERENCE_SETTINGS; n_ponder only down,
-        as a cap). Checked like the config; returns the old values, for set_inference(**old)."""
+        as a cap, None: no cap). Checked like the config; returns the old values, to restore."""
         if unknown := set(settings) - set(INFERENCE_SETTINGS):
             raise ValueError(f"{', '.join(sorted(unknown))} cannot change once the model is "
                              f"built; these can: {', '.join(INFERENCE_SETTINGS)}")
-        if settings.get('n_ponder', 0) > self.K:
-            raise ValueError(f"n_ponder can only be lowered after training (a cap on passes); "
-                             f"this model has K = {self.K}")
-        old = {key: getattr(self.config, key) for key in settings}
-        self.config = replace(self.config, **settings)  # a new config: checks the new values
+        if settings.get('n_ponder', 0) is None:
+            settings['n_ponder'] = self.trained_K
+        old = {k: getattr(self.config, k) for k in settings}
+        config = replace(self.config, **settings)  # a new config: every value checked
+        if config.n_ponder > self.trained_K:
+            raise ValueError(f"n_ponder is a cap on passes; pass at most K = {self.trained_K}")
+        self.config = config
         return old
 
     # ---- the recurrence: one function for training and decoding ----
@@ -398,22 +394,21 @@ class AdaPonderLM(nn.Module):
 
     def goes_on(self, s, may_go_on):
         """m_{i+1} of the rows that ran pass i: learned halting stops a row once s < tau (the gate
-        learns through s, not this comparison); no row goes past its max_passes (may_go_on)."""
+        learns through s, not this); none goes past its max_passes (may_go_on)."""
         learned = self.config.halting == 'learned'
         return may_go_on & (s >= self.config.halt_threshold) if learned else may_go_on
 
     def max_passes(self, idx):
-        """The most passes each token may run: K+1, or the random depths of halting='fixed'."""
+        """The most passes each token may run: K+1, or the random depths of halting='random'."""
         cfg = self.config
-        if cfg.halting == 'fixed':
+        if cfg.halting == 'random':
             return random_depths(idx.shape, cfg.n_ponder + 1, cfg.fixed_mean_depth,
                                  cfg.fixed_depth_dist, idx.device)
         return torch.full(idx.shape, cfg.n_ponder + 1, device=idx.device)
 
     def training_context(self, T):
-        """The one rule for which rows forward() computes: only the running ones (RunningRows, also
-        under torch.compile), but every row (AllRows) where none can halt (halting='none', K = 0)
-        or with static_shapes set."""
+        """The one rule for which rows forward() computes: the running ones (RunningRows, compiled
+        too), but all (AllRows) where none can halt (halting='none', K = 0) or static_shapes."""
         cfg = self.config
         static = self.static_shapes or cfg.halting == 'none' or cfg.n_ponder == 0
         rows = AllRows if static else RunningRows
@@ -430,18 +425,16 @@ class AdaPonderLM(nn.Module):
             return PonderOutput(logits, depth)
         ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
         k = self.config.bottom_k_frac if bottom_k_frac is None else bottom_k_frac
-        gate_loss = ce.new_zeros(())  # k = 0 (stage 1) gives 0 too, with no recompilation
-        if self.config.halting == 'learned' and s_per_pass:
-            gate_loss = self.gate_loss(s_per_pass, running_after, k)
+        learned = self.config.halting == 'learned' and s_per_pass  # (k = 0 gives 0: no recompile)
+        gate_loss = self.gate_loss(s_per_pass, running_after, k) if learned else ce.new_zeros(())
         loss = ce + self.config.ponder_lambda * gate_loss
         return PonderOutput(logits, depth, loss, ce, gate_loss)
 
     @staticmethod
     def gate_loss(s_per_pass, running_after, k):
         """Mean of the smallest ceil(k * N) of the N gate values (batch x token x step) that let
-        their token go on, pushing the least useful passes toward halting. Gates of halted tokens or
-        below tau are left out (they would fill the bottom k and the loss fall to ~0, changing
-        nothing): sorted last, not removed, so that shapes stay static for torch.compile."""
+        their token go on: the least useful passes pushed toward halting. The others would fill the
+        bottom k and the loss fall to ~0: they sort last (not removed: static shapes)."""
         s, live = torch.stack(s_per_pass).flatten(), torch.stack(running_after).flatten()
         n_keep = torch.ceil(k * live.sum())  # 0 when k = 0 or when no gate let its token go on
         smallest = torch.where(live, s, 2.0).sort().values  # gates are <= 1: 2.0 sorts last
@@ -470,6 +463,14 @@ class AdaPonderLM(nn.Module):
     def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None):
         """Continue idx (B, T), yielding each new token (B,) and its depth (B,) - how many passes
         chose it - as soon as it is chosen. temperature=0 is greedy."""
+        V = self.config.vocab_size  # bad arguments are refused here, in one line each
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or not idx.shape[1] or \
+                idx.dtype != torch.long or not 0 <= idx.min() <= idx.max() < V:
+            raise ValueError(f"idx must be (B, T) token ids in [0, {V}), T >= 1")
+        if type(max_new_tokens) is not int or max_new_tokens < 0 or not temperature >= 0 or \
+                top_k is not None and (type(top_k) is not int or top_k < 1):
+            raise ValueError(f"generation takes a whole max_new_tokens >= 0, temperature >= 0 and "
+                             f"top_k None or >= 1; got {max_new_tokens}, {temperature}, {top_k}")
         B, L = idx.shape[0], self.config.block_size
         cache = self.new_cache(B, idx.shape[1] + max_new_tokens)
         out = self.step(idx[:, -cache.max_len:], cache, last_only=True)
@@ -487,13 +488,13 @@ class AdaPonderLM(nn.Module):
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
         """stream(), collected: (idx with the new tokens appended, depth (B, max_new_tokens))."""
-        tokens, depths = zip(*self.stream(idx, max_new_tokens, temperature, top_k))
-        return torch.cat((idx, torch.stack(tokens, 1)), 1), torch.stack(depths, 1)
+        new = list(self.stream(idx, max_new_tokens, temperature, top_k))
+        tokens, depths = (torch.stack(x, 1) for x in zip(*new)) if new else (idx[:, :0],) * 2
+        return torch.cat((idx, tokens), 1), depths
 
     def flops_per_token(self, depth_hist, context=None):
-        """Forward FLOPs per token for a histogram of depths (depth_hist[d-1] = tokens that ran d
-        passes), split by where they go, and as a share of full depth. context: the mean keys a
-        query attends to (default block_size, as nanoGPT counts)."""
+        """Forward FLOPs per token for depth_hist[d-1] tokens of d passes, by where they go and as a
+        share of full depth; context: keys a query attends to (default block_size, as nanoGPT)."""
         cfg, K = self.config, self.config.n_ponder
         assert len(depth_hist) == K + 1, f"depth_hist needs {K + 1} bins (depths 1..{K + 1})"
         blocks = 2 * sum(p.numel() for p in self.blocks.parameters())
@@ -513,9 +514,8 @@ class AdaPonderLM(nn.Module):
 
 
 def random_depths(shape, n_pass, mean, dist, device):
-    """The baseline at equal compute: depths in 1..n_pass with mean `mean` (capped). 'uniform':
-    a continuous uniform as wide as the range allows, rounded at random; 'geometric': go on after
-    each pass with one probability c, found by bisection; 'least_spread': floor or ceil of mean."""
+    """Depths in 1..n_pass of mean `mean` (capped): 'uniform', as wide as the range allows, rounded
+    at random; 'geometric', on with probability c (bisected); 'least_spread', floor or ceil."""
     m, rand = min(max(mean, 1.0), float(n_pass)), lambda: torch.rand(shape, device=device)
     if dist == 'least_spread':  # ceil with probability frac(mean): at a whole number, a cap
         return (m + rand()).floor().long().clamp(1, n_pass)

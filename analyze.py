@@ -83,7 +83,7 @@ def knobs(model, **changes):
 
 def evaluate(model, data, progress=False, **changes):
     """Per-token NLL and depth of the model with its knobs changed, their means, FLOPs per token."""
-    torch.manual_seed(seed)  # the random depths of halting='fixed' come from torch's RNG
+    torch.manual_seed(seed)  # the random depths of halting='random' come from torch's RNG
     with knobs(model, **changes):
         nll, depth, targets, correct = score(model, data, batch_size=batch_size,
                                              max_tokens=max_tokens, progress=progress)
@@ -112,7 +112,7 @@ def dial_run(model, data, tau, cap):
     with knobs(model, halt_threshold=tau, n_ponder=cap):
         learned = evaluate(model, data)
         return dict(tau=tau, cap=cap, learned=learned, **{dist: evaluate(
-            model, data, halting='fixed', fixed_depth_dist=dist, fixed_mean_depth=learned['passes'])
+            model, data, halting='random', fixed_depth_dist=dist, fixed_mean_depth=learned['passes'])
             for dist in BASELINES})
 
 def dial(model, data):

@@ -1,7 +1,7 @@
 """What adaptive depth costs and saves, as ratios that compare across machines. Sections:
 1) train: a training step of K=0, K=3 halting='none' (PonderLM) and K=3 'learned' (AdaPonderLM)
 2) decode: (a) no cache, each new token reruns every pass over its prefix (the official PonderLM
-   code), (b) the KV cache at full depth, (c) the cache with halting='fixed' (seeded random depths)
+   code), (b) the KV cache at full depth, (c) the cache with halting='random' (seeded random depths)
 3) prefill: a long prompt through the cache, full depth against the same halting
 4) skip: training on the running tokens only against full depth, learned gates set to skip_passes
    mean passes; with compile, compiled too (graphs, recompiles, compile seconds), eager beside
@@ -161,7 +161,7 @@ def report_train():
 # -----------------------------------------------------------------------------
 # 2) decoding and 3) prefill, all with one K=3 model whose halting rule is switched per run
 
-def halted(model, halting, fn, *args):  # seeded: halting='fixed' draws the same depths each time
+def halted(model, halting, fn, *args):  # seeded: halting='random' draws the same depths each time
     model.set_inference(halting=halting)
     torch.manual_seed(seed)
     return fn(*args)
@@ -183,7 +183,7 @@ def report_decode(model, B):
     P, N, n = prompt_len, new_tokens, B * new_tokens
     prompt = random_tokens(B, P, vocab_size)
     runs = {h: lambda h=h, n=N: halted(model, h, model.generate, prompt, n, 0)
-            for h in ('none', 'fixed')}
+            for h in ('none', 'random')}
     with autocast:
         seconds({h: lambda run=run: run(n=2) for h, run in runs.items()}, 1)  # warm up
         dt, outs = seconds(runs, repeats)
@@ -192,10 +192,10 @@ def report_decode(model, B):
         for j in range(0, N, nocache_stride):
             step, _ = seconds(dict(step=lambda: model(tokens[:, :P + j]).logits[:, -1]), 1)
             nocache_s += step['step'] * min(nocache_stride, N - j)
-    passes_run = outs['fixed'][1].max(dim=0).values.float().mean()  # passes any row ran, per step
-    halting, line = halting_row(f'decode_halting_b{B}', model, outs['fixed'][1], dt['fixed'],
+    passes_run = outs['random'][1].max(dim=0).values.float().mean()  # passes any row ran, per step
+    halting, line = halting_row(f'decode_halting_b{B}', model, outs['random'][1], dt['random'],
                                 dt['none'], passes_run=f'{passes_run:.2f}',
-                                **{'tok/s': f"{n / dt['fixed']:.1f}"})
+                                **{'tok/s': f"{n / dt['random']:.1f}"})
     print_table(f'decode batch={B}', [
         {'mode': 'nocache', 'passes': f'{n_ponder + 1:.2f}', 'tok/s': f'{n / nocache_s:.1f}',
          'steps_timed': f'{steps_timed}/{N}'},
@@ -211,13 +211,13 @@ def report_prefill(model):
     """Section 3: prefill_len tokens (batch 1) into a new cache, full depth, controlled halting."""
     prompt, n = random_tokens(1, prefill_len, vocab_size), prefill_len
     runs = {h: lambda h=h: halted(model, h, lambda: model.step(prompt, model.new_cache(1, n)))
-            for h in ('none', 'fixed')}
+            for h in ('none', 'random')}
     with autocast:
         seconds(runs, 1)  # warm up
         dt, outs = seconds(runs, repeats)
-    halting, line = halting_row('prefill_halting', model, outs['fixed'].depth, dt['fixed'],
-                                dt['none'], **{'tok/s': f"{n / dt['fixed']:.0f}",
-                                               'ms': f"{dt['fixed'] * 1e3:.1f}"})
+    halting, line = halting_row('prefill_halting', model, outs['random'].depth, dt['random'],
+                                dt['none'], **{'tok/s': f"{n / dt['random']:.0f}",
+                                               'ms': f"{dt['random'] * 1e3:.1f}"})
     print_table(f'prefill tokens={n}', [
         {'mode': 'cache-full', 'passes': f'{n_ponder + 1:.2f}', 'tok/s': f"{n / dt['none']:.0f}",
          'ms': f"{dt['none'] * 1e3:.1f}"}, halting])
@@ -312,7 +312,7 @@ def bench_all():
           f"warmup={warmup} iters={iters}\nshape decode batch_sizes={decode_batch_sizes} "
           f"prompt_len={prompt_len} new_tokens={new_tokens} repeats={repeats} sampling=greedy "
           f"nocache_stride={nocache_stride}\nshape prefill batch_size=1 prefill_len={prefill_len} "
-          f"repeats={repeats}\nshape halting=fixed fixed_depth_dist={fixed_depth_dist} "
+          f"repeats={repeats}\nshape halting=random fixed_depth_dist={fixed_depth_dist} "
           f"fixed_mean_depth={fixed_mean_depth} seed={seed}")
     chosen, lines = sections.split(','), []
     if 'train' in chosen:

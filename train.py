@@ -55,10 +55,10 @@ dropout = 0.0  # 0 for pretraining; try 0.1+ when a small dataset overfits
 bias = True  # biases in Linear and LayerNorm layers, as in Pythia
 # pondering
 n_ponder = 3  # K: extra passes per token, K+1 passes in all
-halting = 'learned'  # 'learned' (gates) | 'none' (always K+1, PonderLM) | 'fixed' (random)
+halting = 'learned'  # 'learned' (gates) | 'none' (always K+1, PonderLM) | 'random' depths
 halt_threshold = 1e-4  # tau: a token halts once its gate value falls below it (the paper's 1e-4)
 ponder_lambda = 0.1  # weight of the bottom-k gate loss
-fixed_depth_dist = 'uniform'  # halting='fixed': 'uniform', 'geometric' or 'least_spread'...
+fixed_depth_dist = 'uniform'  # halting='random': 'uniform', 'geometric' or 'least_spread'...
 fixed_mean_depth = 2.5  # ...with this mean number of passes (the iso-FLOPs baseline)
 embed_scale = 1.0  # scales token and pondering embeddings (official PonderLM: sqrt(n_embd))
 first_embed_mult = 1.0  # scales the first input embedding again (official PonderLM 410M+: K)
@@ -400,7 +400,7 @@ window_tokens, window_start = 0, time.time()  # throughput since the last eval
 bar = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process,
            dynamic_ncols=True)
 while True:
-    raw_model.set_inference(n_ponder=0 if iter_num < one_pass_iters else raw_model.K)
+    raw_model.set_inference(n_ponder=0 if iter_num < one_pass_iters else raw_model.trained_K)
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         if device_type == 'cuda':
             torch.cuda.synchronize()  # queued GPU work belongs to the throughput window

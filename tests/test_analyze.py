@@ -124,8 +124,8 @@ def test_paired_standard_error_by_hand():
 def test_knobs_are_restored_even_after_an_error():
     model = AdaPonderLM(preset('tiny', n_ponder=3))
     with pytest.raises(RuntimeError):
-        with analyze.knobs(model, halting='fixed', n_ponder=1, fixed_mean_depth=1.5):
-            assert model.config.halting == 'fixed' and model.config.n_ponder == 1
+        with analyze.knobs(model, halting='random', n_ponder=1, fixed_mean_depth=1.5):
+            assert model.config.halting == 'random' and model.config.n_ponder == 1
             raise RuntimeError
     assert model.config.halting == 'learned' and model.config.n_ponder == 3
 
@@ -206,7 +206,7 @@ def test_the_dial_reaches_each_whole_number_of_passes_where_least_spread_is_the_
         assert (r['least_spread']['depth'] == c).double().mean() >= 0.98
     with analyze.knobs(model, halting='none', n_ponder=1):  # every token exactly 2 passes: the cap...
         cap = analyze.evaluate(model, data)
-    with analyze.knobs(model, halting='fixed', fixed_depth_dist='least_spread', fixed_mean_depth=2.0):
+    with analyze.knobs(model, halting='random', fixed_depth_dist='least_spread', fixed_mean_depth=2.0):
         spread = analyze.evaluate(model, data)  # ...is least-spread depths of mean 2
     assert cap['passes'] == spread['passes'] == 2.0
     torch.testing.assert_close(spread['nll'], cap['nll'])

@@ -249,3 +249,49 @@ def test_continued_pretraining_resumes_with_its_own_context_and_vocabulary(train
               for line in line.splitlines() if 'tokens per iteration' in line]
     assert tokens == ['128', '128']  # batch 4 x block 32, before and after
     assert torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)['config']['block_size'] == 32
+
+
+# ---- the Python API checks its arguments where they enter ----
+
+def test_generate_stream_and_set_inference_refuse_what_they_cannot_use():
+    from adaponder import AdaPonderLM
+    from pretrained import preset
+    torch.manual_seed(0)
+    model = AdaPonderLM(preset('tiny', n_ponder=2)).eval()
+    idx = torch.randint(64, (2, 5))
+    same, depth = model.generate(idx, 0)  # nothing to generate: the prompt back, no depths
+    assert torch.equal(same, idx) and depth.shape == (2, 0)
+    for kwargs, words in ((dict(max_new_tokens=-2), 'max_new_tokens'), (dict(max_new_tokens=2.5), 'max_new_tokens'),
+                          (dict(top_k=0), 'top_k'), (dict(top_k=-3), 'top_k'),
+                          (dict(temperature=float('nan')), 'temperature'), (dict(temperature=-1), 'temperature')):
+        with pytest.raises(ValueError, match=words):
+            model.generate(idx, **{'max_new_tokens': 3, **kwargs})
+    for bad in (torch.zeros(2, 0, dtype=torch.long), torch.zeros(5, dtype=torch.long), torch.full((1, 3), 64),
+                torch.full((1, 3), -1), torch.zeros(1, 3)):
+        with pytest.raises(ValueError, match='idx'):
+            model.generate(bad, 2)
+    assert model.set_inference(n_ponder=1) == {'n_ponder': 2} and model.config.n_ponder == 1
+    model.set_inference(n_ponder=None)  # None: no cap, the trained K again
+    assert model.config.n_ponder == 2
+    with pytest.raises(ValueError, match='halt_threshold'):
+        model.set_inference(halt_threshold=True)
+
+
+@pytest.mark.parametrize('field,value', [('bias', 'False'), ('gated', 'no'), ('n_layer', True),
+                                         ('halt_threshold', True), ('parallel_residual', 1)])
+def test_the_config_refuses_values_of_the_wrong_type(field, value):
+    from pretrained import preset
+    with pytest.raises(ValueError, match=field):
+        preset('tiny', **{field: value})
+
+
+def test_halting_random_is_the_random_depth_baseline_and_its_old_name_still_loads(tmp_path):
+    from adaponder import AdaPonderLM
+    from pretrained import preset
+    model = AdaPonderLM(preset('tiny', halting='fixed', gated=False))  # as older configs say it
+    assert model.config.halting == 'random'
+    save_checkpoint(str(tmp_path / 'old.pt'), model)
+    ckpt = torch.load(tmp_path / 'old.pt', weights_only=True)
+    ckpt['model_args']['halting'] = 'fixed'  # as older checkpoints hold it
+    torch.save(ckpt, tmp_path / 'old.pt')
+    assert load_checkpoint(str(tmp_path / 'old.pt'))[0].config.halting == 'random'

@@ -33,7 +33,7 @@ def train_step(model, run, step, static=False):
     passes than the last step's; returns its output and the gradients."""
     model.train().zero_grad(set_to_none=True)
     model.static_shapes = static
-    torch.manual_seed(step)  # halting='fixed' draws its depths here: the same draws on both paths
+    torch.manual_seed(step)  # halting='random' draws its depths here: the same draws on both paths
     out = run(tokens(seed=step), tokens(seed=step + 100), bottom_k_frac=torch.tensor(0.3))
     out.loss.backward()
     return out, {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -52,7 +52,7 @@ def assert_trains_as_every_row(model, compiled, steps):
             assert (grads[name] - grad).norm() <= 1e-4 * grad.norm() + 1e-12, name
 
 
-@pytest.mark.parametrize('halting', ['learned', 'fixed', 'none'])
+@pytest.mark.parametrize('halting', ['learned', 'random', 'none'])
 def test_compiled_training_skips_halted_tokens_and_equals_every_row(halting):
     model, graphs = make_model(halting, n_layer=1), []
     assert_trains_as_every_row(model, torch.compile(model, backend=recorded(graphs)), steps=2)

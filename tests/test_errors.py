@@ -173,7 +173,7 @@ def test_an_import_refuses_another_shape_and_names_a_corrupt_file(trained, tmp_p
     (['--dropout=1.0'], ['dropout']),
     (['--n_embd=33'], ['n_embd']),
     (['--halting=sometimes'], ['halting', 'learned']),
-    (['--halting=fixed', '--fixed_depth_dist=normal'], ['fixed_depth_dist', 'uniform']),
+    (['--halting=random', '--fixed_depth_dist=normal'], ['fixed_depth_dist', 'uniform']),
     (['--device=tpu'], ['device', 'cpu']),
     (['--model_preset=gpt5'], ['model_preset', 'pythia-70m']),
 ])

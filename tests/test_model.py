@@ -51,7 +51,7 @@ PONDERLM_SCALES = dict(embed_scale=8.0, first_embed_mult=3.0)  # the official Po
 
 @pytest.mark.parametrize('halting,sizes,options', [('learned', s, {}) for s in CHUNKINGS]
                          + [('none', s, {}) for s in CHUNKINGS] + [('learned', CHUNKINGS[2], PONDERLM_SCALES)]
-                         + [('fixed', [T], {})])  # 'fixed' draws depths per call: same draws only unchunked
+                         + [('random', [T], {})])  # 'random' draws depths per call: same draws only unchunked
 def test_cached_decoding_equals_training_forward(halting, sizes, options):
     model, idx = make_model(halting, **options), tokens()
     torch.manual_seed(5)
@@ -376,13 +376,13 @@ def loss_and_grads(model, idx, targets, static, seed=5):
     """One training forward and backward on the skip path (RunningRows) or the static one (AllRows)."""
     model.zero_grad()
     model.static_shapes = static
-    torch.manual_seed(seed)  # halting='fixed' draws its depths here: the same draws on both paths
+    torch.manual_seed(seed)  # halting='random' draws its depths here: the same draws on both paths
     out = model(idx, targets, bottom_k_frac=0.3)
     out.loss.backward()
     return out, {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize('halting', ['learned', 'fixed', 'none'])
+@pytest.mark.parametrize('halting', ['learned', 'random', 'none'])
 def test_training_on_running_rows_equals_every_row(halting):
     """The loss, logits, depths and every gradient of the skip path equal the static path's: halted tokens
     change nothing there but cost nothing here. fp32: logits to 1e-5, gradients to 1e-4 relative."""
@@ -417,7 +417,7 @@ def test_training_runs_blocks_and_gates_on_running_rows_only():
     assert running[0] == depth.numel() > running[1] > running[3] > 0
 
 
-@pytest.mark.parametrize('halting', ['learned', 'fixed'])
+@pytest.mark.parametrize('halting', ['learned', 'random'])
 def test_training_on_running_rows_under_bf16_autocast(halting):
     """Under bf16 the two paths multiply matrices of different shapes ((N, C) against (B*T, C)), so roundings
     differ: logits may differ by a few bf16 steps (2**-8 relative) at the logits' scale, as decoding does
@@ -473,7 +473,7 @@ def test_set_inference_checks_and_returns_what_it_replaced():
     assert (model(tokens()).depth <= 2).all()
     model.set_inference(**old)
     assert model.config.halt_threshold == 0.5 and model.config.n_ponder == 3
-    for bad, fragment in [(dict(n_ponder=4), 'only be lowered'), (dict(n_layer=1), 'cannot change'),
+    for bad, fragment in [(dict(n_ponder=4), 'a cap on passes'), (dict(n_layer=1), 'cannot change'),
                           (dict(halting='maybe'), 'halting'), (dict(halt_threshold=-1), 'halt_threshold')]:
         with pytest.raises(ValueError, match=fragment):
             model.set_inference(**bad)

@@ -277,7 +277,7 @@ def test_gpt2_checkpoint_without_meta_samples(tmp_path, monkeypatch, capsys):
     (['--temperature=-1'], 'temperature=-1.0 is out of range; pass --temperature=<a number in [0, inf)>'),
     (['--halt_threshold=abc'], 'halt_threshold=abc is out of range; pass --halt_threshold=<a number in [0, 1] or None>'),
     (['--n_ponder=-1'], 'n_ponder=-1 is out of range; pass --n_ponder=<an integer in [0, inf) or None>'),
-    (['--n_ponder=7'], 'n_ponder can only be lowered'),
+    (['--n_ponder=7'], 'n_ponder is a cap on passes; pass at most K = 3'),
     (['--start=A:Z1@'], "characters not in the vocabulary: '@', 'Z'; use only these: "),
     (['--start='], 'the prompt is empty'),
     (['--start=FILE:absent.txt'], 'cannot read the prompt FILE:absent.txt (No such file or directory)'),
