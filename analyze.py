@@ -112,8 +112,8 @@ def dial_run(model, data, tau, cap):
     with knobs(model, halt_threshold=tau, n_ponder=cap):
         learned = evaluate(model, data)
         return dict(tau=tau, cap=cap, learned=learned, **{dist: evaluate(
-            model, data, halting='random', fixed_depth_dist=dist, fixed_mean_depth=learned['passes'])
-            for dist in BASELINES})
+            model, data, halting='random', fixed_depth_dist=dist,
+            fixed_mean_depth=learned['passes']) for dist in BASELINES})
 
 def dial(model, data):
     """The dial: tau from 0 (never halt) over the decades around the trained tau to 0.9, caps K-1..0

@@ -172,7 +172,8 @@ if __name__ == '__main__':  # (the tests import the harness above)
     device, _, autocast = or_die(pick_device, device, dtype)
     if init_from:  # a GPT-NeoX import without gates (halting='none': its passes are the cap's)
         model = or_die(from_pretrained, init_from, halting='none').to(device)
-        ckpt, model_name = dict(dataset=dataset, model_args=dict(n_ponder=model.trained_K)), init_from
+        ckpt = dict(dataset=dataset, model_args=dict(n_ponder=model.trained_K))
+        model_name = init_from
     else:
         model, ckpt = or_die(load_checkpoint, out_dir, device)
         model_name = os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else out_dir

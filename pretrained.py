@@ -30,7 +30,7 @@ def save_checkpoint(path, model, **extra):
     if bad := unreadable(extra):
         raise ValueError(f"cannot save {bad}: a checkpoint holds tensors, numbers, strings, "
                          "lists and dicts only (weights_only loading reads nothing else)")
-    model_args = {**asdict(raw.config), 'n_ponder': raw.trained_K}  # a cap on passes is not the model's K
+    model_args = {**asdict(raw.config), 'n_ponder': raw.trained_K}  # not the cap: its K
     try:
         torch.save(dict(model=raw.state_dict(), model_args=model_args, **extra), f'{path}.tmp')
         os.replace(f'{path}.tmp', path)

@@ -138,7 +138,8 @@ if ddp:
             os.environ.get(k, '').isdigit() for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')):
         die("RANK is set, but this process was not started by torchrun; unset RANK, or run "
             "torchrun --standalone --nproc_per_node=N train.py ...")
-    rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE'))
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK',
+                                                                 'WORLD_SIZE'))
     if gradient_accumulation_steps % world_size:
         die(f"gradient_accumulation_steps={gradient_accumulation_steps} is not divisible by the "
             f"{world_size} processes; pass a multiple of {world_size}")
@@ -175,8 +176,9 @@ script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', datase
 how = (f"run python {os.path.relpath(script)}" + f" --out_dir={data_path}" * (data_dir != 'data')
        if os.path.exists(script) else "prepare it (see data/*/readme.md)")
 if not os.path.exists(os.path.join(data_path, 'train.bin')) and dataset in ('toy', 'hops'):
-    if master_process and subprocess.run([sys.executable, script, f'--out_dir={data_path}']).returncode:
-        die(f"could not prepare the {dataset} dataset in {data_path}; run python {script} to see why")
+    prepare = [sys.executable, script, f'--out_dir={data_path}']  # made on the spot, in seconds
+    if master_process and subprocess.run(prepare).returncode:
+        die(f"could not prepare {data_path}; run python {script} to see why")
     if ddp:
         dist.barrier()  # the other ranks wait for rank 0 to write it
 for split in ('train', 'val'):
@@ -184,12 +186,12 @@ for split in ('train', 'val'):
 meta = or_die(read_meta, data_path, how)
 vocab_size = meta['vocab_size']
 if init_from not in ('scratch', 'resume') and meta.get('encoding') == 'gpt2':
-    die(f"{init_from} reads GPT-NeoX tokens but {data_path} holds GPT-2 tokens; run python "
-        "data/pile/prepare.py --encoding=neox --out_dir=data/pile_neox and pass --dataset=pile_neox")
+    die(f"{init_from} reads GPT-NeoX tokens but {data_path} holds GPT-2 tokens; run python data/"
+        "pile/prepare.py --encoding=neox --out_dir=data/pile_neox, pass --dataset=pile_neox")
 
 def get_batch(split, generator):
     """This rank's share of a batch: x, y (batch_size, block_size), y shifted by one. Every rank
-    draws the whole global batch from one generator and keeps its slice: rank 0's state resumes all."""
+    draws the whole global batch from one generator, keeps its slice: rank 0's state resumes all."""
     # re-open the memmap each batch: a memmap kept open grows the process's memory without bound
     data = read_tokens(os.path.join(data_path, f'{split}.bin'))
     ix = torch.randint(len(data) - block_size, (world_size * batch_size,), generator=generator)
@@ -200,7 +202,7 @@ def get_batch(split, generator):
         die(f"{data_path}/{split}.bin holds token id {top}, outside the {vocab_size} tokens of its "
             f"meta.json; prepare the dataset again ({how}); {where_saved()}")
     if device_type == 'cuda':  # pinned memory lets the copy run asynchronously
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return (t.pin_memory().to(device, non_blocking=True) for t in (x, y))
     return x.to(device), y.to(device)
 
 # -----------------------------------------------------------------------------
@@ -231,7 +233,7 @@ else:  # continued pretraining: the backbone's weights, new gates, the settings 
     if guess := difflib.get_close_matches(init_from.lower(), ('scratch', 'resume'), n=1):
         die(f"init_from={init_from}: did you mean {guess[0]}? Or pass a GPT-NeoX model's folder or "
             "hub id, like pythia-70m")
-    model = or_die(from_pretrained, init_from, **{k: v for k, v in given.items() if k in MODEL_KEYS})
+    model = or_die(from_pretrained, init_from, **{k: given[k] for k in MODEL_KEYS & set(given)})
 if model.config.vocab_size < vocab_size or block_size > model.config.block_size:
     die(f"the model's vocab_size {model.config.vocab_size} does not fit the {vocab_size} tokens of "
         f"{data_path}/meta.json; use a model of this vocabulary" if model.config.vocab_size <
@@ -278,23 +280,26 @@ if ddp:  # each gate scales an update, so every parameter has a gradient, but wh
 # schedules, evaluation, checkpoints and the metrics file
 
 def get_lr(it):  # linear warmup for warmup_iters, then cosine decay to min_lr at lr_decay_iters
-    if not decay_lr or it < warmup_iters:
-        return learning_rate * ((it + 1) / (warmup_iters + 1) if decay_lr else 1)
-    ratio = min(1.0, (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters))
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 def get_bottom_k(it):
     """Cross-entropy only (k = 0) for the first bottom_k_start of training, so the passes learn to
-    help before the gates are pushed to halt; then k ramps linearly to bottom_k_frac. A tensor:
-    torch.compile guards on a float's value, and would recompile for each new k."""
+    help before the gates are pushed to halt; then k ramps linearly to bottom_k_frac."""
     start, end = bottom_k_start * max_iters, bottom_k_end * max_iters
-    k = 0.0 if it < start else bottom_k_frac * min(1.0, (it - start) / max(end - start, 1e-9))
-    return torch.tensor(k, device=device)
+    return 0.0 if it < start else bottom_k_frac if it >= end else \
+        bottom_k_frac * (it - start) / (end - start)
 
 @torch.no_grad()
 def estimate_loss():
     """Mean cross-entropy on eval_iters batches of each split, and the depths on val: the same
-    batches each time (a fixed seed), in a forked RNG that leaves training's random numbers alone."""
+    batches each time (a fixed seed), in a forked RNG that leaves training's numbers alone."""
     losses, hist = {}, torch.zeros(raw_model.config.n_ponder + 1)
     generator = torch.Generator().manual_seed(seed + 1)
     model.eval()
@@ -304,7 +309,7 @@ def estimate_loss():
             for _ in range(eval_iters):
                 X, Y = get_batch(split, generator)
                 with autocast:
-                    out = model(X, Y, bottom_k_frac=get_bottom_k(0))  # k = 0; one graph
+                    out = model(X, Y, bottom_k_frac=torch.zeros((), device=device))  # k = 0
                 total += out.ce.item()
                 if split == 'val':
                     hist += torch.tensor(depth_histogram(out.depth, len(hist)))
@@ -409,13 +414,15 @@ while True:
         if iter_num > start_iter or init_from != 'resume' or eval_only:  # not again on resume
             losses, hist = estimate_loss()
             flops = raw_model.flops_per_token(hist.tolist(), context=block_size)
-            peak = peak_tflops * 1e12 or device_peak_flops(device)  # forward and backward: 3x
-            mfu = 3 * raw_model.flops_per_token(hist.tolist())['total'] * tok_s / (peak * world_size) \
-                if peak and tok_s else None
+            peak = peak_tflops * 1e12 or device_peak_flops(device)
+            ran = 3 * raw_model.flops_per_token(hist.tolist())['total'] * tok_s  # 3: + backward
+            mfu = ran / (peak * world_size) if peak and tok_s else None
             log_metrics('eval', train_loss=losses['train'], val_loss=losses['val'],
-                        passes=flops['mean_depth'], depth_hist=(hist / hist.sum()).tolist(),
+                        passes=(hist / hist.sum() * torch.arange(1, len(hist) + 1)).sum().item(),
+                        depth_hist=(hist / hist.sum()).tolist(),
                         flops_vs_full=flops['vs_full_depth'], tok_s=tok_s or None, mfu=mfu)
-            improved, best_val_loss = losses['val'] < best_val_loss, min(best_val_loss, losses['val'])
+            improved = losses['val'] < best_val_loss
+            best_val_loss = min(best_val_loss, losses['val'])
             if master_process and iter_num > start_iter and (
                     improved or always_save_checkpoint or saved_step is None):  # a run keeps one
                 save()
@@ -433,8 +440,8 @@ while True:
         X, Y = get_batch('train', batch_gen)  # fetched when used: a checkpoint's generator is exact
         if ddp:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
-        with autocast:
-            out = model(X, Y, bottom_k_frac=k)
+        with autocast:  # k as a tensor: torch.compile would recompile for each new float
+            out = model(X, Y, bottom_k_frac=torch.tensor(k, device=device))
             loss = out.loss / gradient_accumulation_steps  # the mean over micro-batches
         scaler.scale(loss).backward()
         # the first step whose loss is nan or inf, without waiting for the GPU to say so now
@@ -457,7 +464,7 @@ while True:
     if iter_num % log_interval == 0:  # .item() waits for the GPU: not every step
         stop_if_diverged()
         log_metrics('iter', loss=out.ce.item(), gate_loss=out.gate_loss.item(),
-                    passes=out.depth.float().mean().item(), k=k.item(), lr=lr,
+                    passes=out.depth.float().mean().item(), k=k, lr=lr,
                     ms=1000 * (time.time() - t0))
 bar.close()
 
@@ -465,7 +472,7 @@ if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):
     # the toy dataset labels each token's difficulty: passes, loss and accuracy per class
     val = np.fromfile(os.path.join(data_path, 'val.bin'), dtype=np.uint16)
     with autocast:
-        nll, depth, _, correct = score(raw_model.eval(), val, block_size, batch_size=64, progress=True)
+        nll, depth, _, correct = score(raw_model.eval(), val, block_size, 64, progress=True)
     labels = np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)  # of each token
     labels = torch.from_numpy(labels[1:len(nll) + 1].astype(np.int64))  # of each target
     for c, name in enumerate(meta['classes']):

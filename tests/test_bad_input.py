@@ -36,14 +36,16 @@ def test_a_second_run_in_the_same_out_dir_is_refused_and_a_crashed_run_leaves_no
     first = subprocess.Popen([sys.executable, 'train.py', *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # another process: the lock is per process
     lock = tmp_path / 'same' / 'train.lock'
-    for _ in range(600):  # until the first run holds the lock
-        if lock.exists() and lock.read_text() == str(first.pid):
-            break
-        time.sleep(0.05)
-    assert_error(run(monkeypatch, capsys, 'train.py', *args, '--seed=7'),
-                 f"another run (pid {first.pid}) is training in {tmp_path / 'same'}", 'another --out_dir')
-    first.kill()  # a crash: no clean-up ran, and the lock is gone with the process
-    first.wait()
+    try:
+        for _ in range(600):  # until the first run holds the lock
+            if lock.exists() and lock.read_text() == str(first.pid):
+                break
+            time.sleep(0.05)
+        assert_error(run(monkeypatch, capsys, 'train.py', *args, '--seed=7'),
+                     f"another run (pid {first.pid}) is training in {tmp_path / 'same'}", 'another --out_dir')
+    finally:
+        first.kill()  # a crash: no clean-up ran, and the lock is gone with the process
+        first.wait()
     status, _, err = run(monkeypatch, capsys, 'train.py', *args[:-1], '--max_iters=2', '--eval_interval=2',
                          '--init_from=resume')
     assert 'another run' not in err
