@@ -289,9 +289,8 @@ def get_lr(it):  # linear warmup for warmup_iters, then cosine decay to min_lr a
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
-def get_bottom_k(it):
-    """Cross-entropy only (k = 0) for the first bottom_k_start of training, so the passes learn to
-    help before the gates are pushed to halt; then k ramps linearly to bottom_k_frac."""
+def get_bottom_k(it):  # k = 0 (cross-entropy only) first: the passes learn to help before the
+    # gates are pushed to halt; then k ramps linearly to bottom_k_frac
     start, end = bottom_k_start * max_iters, bottom_k_end * max_iters
     return 0.0 if it < start else bottom_k_frac if it >= end else \
         bottom_k_frac * (it - start) / (end - start)
@@ -339,8 +338,7 @@ FORMATS = dict(loss='.4f', gate_loss='.2e', passes='.2f', k='.3f', lr='.2e', ms=
                train_loss='.4f', val_loss='.4f', depth_hist='.2f', flops_vs_full='.2f',
                tok_s='.0f', mfu='.1%')  # how each logged number is printed
 
-def log_metrics(kind, **metrics):
-    """Print `kind step=N key=value ...`, and append the same numbers to metrics.jsonl."""
+def log_metrics(kind, **metrics):  # `kind step=N key=value ...`; the numbers to metrics.jsonl
     def text(v, spec):
         return 'n/a' if v is None else f"[{','.join(text(x, spec) for x in v)}]" \
             if isinstance(v, list) else f'{v:{spec}}'
@@ -360,9 +358,7 @@ def row_step(line):  # the step of a metrics.jsonl line; inf if a crash cut it s
     except (ValueError, TypeError, KeyError):
         return math.inf
 
-def stop_if_diverged():
-    """A nan or inf loss ends the run, on every rank, before anything is saved (.item() waits for
-    the GPU: called only where the loop waits anyway)."""
+def stop_if_diverged():  # a nan or inf loss ends the run on every rank, before anything is saved
     bad = first_bad_step.clone()
     if ddp:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
@@ -374,9 +370,8 @@ def stop_if_diverged():
             f"--learning_rate={learning_rate / 3:.2g}" + (
                 f" or a lower --gate_lr_mult than {gate_lr_mult:g}" * (gate_lr_mult > 1))))
 
-def on_signal(signum, frame):
-    """Ctrl-C or SIGTERM: the step in hand, and a checkpoint it saves, finish first; a second one,
-    or any under DDP (whose ranks must stop together), ends the run at once."""
+def on_signal(signum, frame):  # Ctrl-C, SIGTERM: the step in hand (and its checkpoint) first; a
+    # second one, or any under DDP (whose ranks must stop together), ends the run at once
     global stop_signal
     if stop_signal or ddp:
         interrupted(f"at step {iter_num}; {where_saved()}", 128 + signum)
