@@ -127,8 +127,8 @@ if min_lr > learning_rate or bottom_k_start > bottom_k_end or not out_dir:
         "the ramp of k needs start <= end")
 if eval_only and init_from == 'scratch':
     die("eval_only with init_from='scratch' would score random weights; pass --init_from=resume")
-lr_decay_iters = lr_decay_iters or max_iters  # 0 stays in config: a longer resumed run decays later
 config = {k: globals()[k] for k in config_keys}  # what the checkpoint keeps of this run's settings
+lr_decay_iters = lr_decay_iters or max_iters  # 0 stays in config: a longer resumed run decays later
 # -----------------------------------------------------------------------------
 # DDP (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE) and the device
 
@@ -211,7 +211,7 @@ def get_batch(split, generator):
 iter_num, best_val_loss, checkpoint, saved_step = 0, float('inf'), None, None
 if init_from == 'scratch':
     model = or_die(lambda: AdaPonderLM(AdaPonderConfig(
-        **{k: globals()[k] for k in MODEL_KEYS}, block_size=block_size, vocab_size=vocab_size)))
+        **{k: config[k] for k in MODEL_KEYS}, block_size=block_size, vocab_size=vocab_size)))
 elif init_from == 'resume':  # the model as saved, its shape and pondering settings too
     model, checkpoint = or_die(load_checkpoint, ckpt_path, device)
     if missing := {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(checkpoint):

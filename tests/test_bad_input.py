@@ -235,6 +235,7 @@ def test_no_loop_variable_leaks_into_the_saved_config(trained, tmp_path, monkeyp
                                                      '--max_iters=1', '--eval_interval=1'))
     config = torch.load(tmp_path / 'ckpt.pt', weights_only=True)['config']
     assert config['model_preset'] == 'tiny' and not {'key', 'value', 'k', 'v', 'saved', 'given'} & set(config)
+    assert config['lr_decay_iters'] == 0  # "decay to max_iters", so that a longer resumed run decays later
 
 
 def test_continued_pretraining_resumes_with_its_own_context_and_vocabulary(trained, tmp_path, monkeypatch, capsys):
