@@ -14,7 +14,6 @@ import os
 import textwrap
 from contextlib import contextmanager, suppress
 from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from adaponder import depth_histogram
 from data.show import PICTURES
-from data.tokenizer import load_tokenizer
+from data.tokenizer import load_tokenizer, read_prompt
 from pretrained import load_checkpoint, pick_device, read_meta, read_tokens, score, tau_for_passes
 
 # -----------------------------------------------------------------------------
@@ -249,13 +248,7 @@ def analyze(model, ckpt, path):
 def lens(model, ckpt, path):
     """The logit lens: the greedy prediction after each pass j = 1..K+1 at each prompt position.
     A cap of j passes gives pass j exactly: passes 1..j do not depend on the passes after."""
-    try:  # as sample.py reads it
-        prompt = Path(start[5:]).read_text('utf-8') if start.startswith('FILE:') else start
-    except (OSError, UnicodeDecodeError) as e:
-        die(f"cannot read the prompt {start} ({getattr(e, 'strerror', None) or 'not UTF-8'}); "
-            "pass a UTF-8 text file")
-    if not prompt:
-        die("the prompt is empty; pass --start=TEXT, or --start=FILE:path of a non-empty file")
+    prompt = or_die(read_prompt, start)
     encode, decode = or_die(load_tokenizer, data_dir, ckpt, model.config.vocab_size)
     ids = or_die(encode, prompt)[-model.config.block_size:]  # a long prompt's last tokens
     idx = torch.tensor([ids], device=model.wte.weight.device)

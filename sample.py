@@ -7,14 +7,13 @@ text[passes]; data/show.py draws the colours, the HTML page and the PNG picture.
 from configurator import check, configure, die, interrupted, or_die  # first: Ctrl-C in imports
 import sys
 import time
-from pathlib import Path
 from signal import SIGINT, signal
 
 import torch
 
 from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
 from data.show import check_files, depth_colours, show, write_html, write_image
-from data.tokenizer import load_tokenizer
+from data.tokenizer import load_tokenizer, read_prompt
 from pretrained import load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
@@ -45,13 +44,7 @@ inference = {k: v for k, v in dict(halt_threshold=halt_threshold, n_ponder=n_pon
              if v is not None}  # where set, they replace the checkpoint's
 model, ckpt = or_die(load_checkpoint, f'{out_dir}/ckpt.pt', device, **inference)
 model.eval()
-try:
-    prompt = Path(start[len('FILE:'):]).read_text('utf-8') if start.startswith('FILE:') else start
-except (OSError, UnicodeDecodeError) as e:
-    die(f"cannot read the prompt {start} ({getattr(e, 'strerror', None) or 'not UTF-8'}); "
-        "pass a UTF-8 text file")
-if not prompt:
-    die("the prompt is empty; pass --start=TEXT, or --start=FILE:path of a file that is not empty")
+prompt = or_die(read_prompt, start)
 encode, decode = or_die(load_tokenizer, data_dir, ckpt, model.config.vocab_size)
 idx = torch.tensor([or_die(encode, prompt)], dtype=torch.long, device=device)  # (1, T)
 

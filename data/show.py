@@ -18,7 +18,7 @@ def depth_colours(n_pass):  # (xterm-256 code, RGB) for depths 1..n_pass, spread
 
 
 def show(text, depth, colours=None):
-    """With colours: black on the depth's colour, a newline as a coloured '↵' (a coloured line break
+    """With colours: black on the depth's colour, a newline as a coloured '↵' (a coloured break
     is invisible). Without: text[depth], a newline written as \\n[depth] and then kept."""
     if colours is None:
         return text.replace('\n', '\\n') + f'[{depth}]' + '\n' * text.endswith('\n')

@@ -88,3 +88,16 @@ def load_tokenizer(data_dir, ckpt, vocab_size):
         return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run))
                        for real, run in runs)
     return encode, decode
+
+
+def read_prompt(start):
+    """The prompt a script was given: the text itself, or FILE:path for a UTF-8 file's."""
+    try:
+        prompt = Path(start[5:]).read_text('utf-8') if start.startswith('FILE:') else start
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, 'strerror', None) or 'not UTF-8'
+        raise ValueError(f"cannot read the prompt {start} ({why}); pass a UTF-8 file") from None
+    if not prompt:
+        raise ValueError("the prompt is empty; pass --start=TEXT, or --start=FILE:path of a file "
+                         "that is not empty")
+    return prompt
