@@ -1,12 +1,9 @@
-"""
-Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the
+"""Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the
 compute dial: other halting thresholds and caps on passes, each paired token by token against random
 depths of the same mean (uniform, geometric, least spread: floor or ceil of it), (3) other
 checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves: training curves.
-
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none
-$ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png
-"""
+$ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png"""
 from configurator import check, configure, die, or_die, print_table  # first: Ctrl-C in imports
 import json
 import math
@@ -148,40 +145,35 @@ def dial_row(run, full_flops, window):
 
 def describe(model, ckpt):
     """A checkpoint as its contents say, not its folder's name: kind, shape, training, step."""
-    cfg, trained = model.config, ckpt.get('config') or {}
+    cfg, seed = model.config, (ckpt.get('config') or {}).get('seed')
     kind = ('plain model' if cfg.n_ponder == 0 else 'PonderLM' if cfg.halting == 'none' else
             'AdaPonderLM' if cfg.halting == 'learned' else 'trained with random depths')
-    parts = [f'{cfg.n_layer} x {cfg.n_embd}', f'K={cfg.n_ponder}']
-    gated = cfg.halting == 'learned' and cfg.n_ponder
-    parts += [f'gate-loss weight {cfg.ponder_lambda:g}'] if gated else []
-    parts += [f"seed {trained['seed']}"] if 'seed' in trained else []
-    parts += [f"step {ckpt['iter_num']}"] if 'iter_num' in ckpt else []
-    return f"{kind} ({', '.join(parts)})"
+    gated = cfg.halting == 'learned' and cfg.n_ponder  # below, parts that do not apply are False
+    parts = [f'{cfg.n_layer} x {cfg.n_embd}', f'K={cfg.n_ponder}',
+             gated and f'gate-loss weight {cfg.ponder_lambda:g}',
+             seed is not None and f'seed {seed}', 'iter_num' in ckpt and f"step {ckpt['iter_num']}"]
+    return f"{kind} ({', '.join(filter(None, parts))})"
 
 def plot_dial(runs, here, points, trained, title):
     """Loss against mean passes: the four curves over the dial (solid: tau, dotted: cap), others."""
     from matplotlib.figure import Figure  # not pyplot: no backend is switched (a notebook's stays)
-    from matplotlib.lines import Line2D
     ax = (fig := Figure(figsize=(9.5, 4.5))).subplots()
     styles = dict(learned=('C0', 'learned halting'), uniform=('C1', 'random depths, uniform'),
                   geometric=('C2', 'random depths, geometric'), least_spread=(
                       'C3', 'random depths, least spread:\nfloor or ceil of the mean (a cap)'))
-    for name, (colour, _) in styles.items():
+    for name, (colour, label) in styles.items():  # the legend names each once, then each line
         for style, face, held in ((':', 'white', 'tau'), ('-', colour, 'cap')):  # cap moves, tau
             xy = sorted((r[name]['passes'], r[name]['loss']) for r in runs
                         if r[held] == trained[held])
             ax.plot(*zip(*xy), style, color=colour, marker='o', mfc=face, ms=5,
-                    zorder=3 if name == 'learned' else 2)
+                    zorder=3 if name == 'learned' else 2, label=label if style == '-' else None)
+    ax.plot([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 1')
+    ax.plot([], [], ':', color='grey', marker='o', mfc='white', label='cap on passes, trained tau')
     ax.annotate('as trained', (here['passes'], here['loss']), (6, 6), textcoords='offset points')
     for (label, ev), marker in zip(points, '*Dsv^P'):
         ax.plot(ev['passes'], ev['loss'], marker, color='black', ms=9,
                 label=textwrap.fill(label, 44))
-    handles = [Line2D([], [], color=c, marker='o', label=label) for c, label in styles.values()] + [
-        Line2D([], [], color='grey', marker='o', label='halting threshold tau, 0 .. 1'),
-        Line2D([], [], color='grey', marker='o', mfc='white', ls=':',
-               label='cap on passes, trained tau')]
-    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=9, frameon=False,
-              loc='upper left', bbox_to_anchor=(1.01, 1))  # beside the axes: curves stay visible
+    ax.legend(fontsize=9, frameon=False, loc='upper left', bbox_to_anchor=(1.01, 1))  # off the axes
     title = '\n'.join(textwrap.fill(line, 60) for line in title.split('\n'))  # the axes stay wide
     ax.set(xlabel='mean passes per token', ylabel=f'{split} loss (nats per token)', title=title)
     ax.grid(alpha=0.3)
@@ -198,15 +190,13 @@ def analyze(model, ckpt, path):
           f"K={cfg.n_ponder} tau={cfg.halt_threshold:g} iter={ckpt.get('iter_num', '?')}  (loss: "
           "cross-entropy, nats per token)")
     base = evaluate(model, data, progress=True)
-    nll, depth, rows = base['nll'], base['depth'], []
+    nll, depth = base['nll'], base['depth']
     print("\n== 1. depth vs difficulty: mean passes per NLL quintile, easiest first ==")
-    for q, chunk in enumerate(nll.argsort().tensor_split(5)):  # the easiest fifth first
-        shares = torch.tensor(depth_histogram(depth[chunk], len(base['hist']))) * 100 / len(chunk)
-        part, passes = nll[chunk], depth[chunk].float().mean()
-        rows.append(dict(q=f'{q + 1}/5', nll=f'{part.min():.3f}..{part.max():.3f}',
-                         loss=f'{part.mean():.4f}', passes=f'{passes:.2f}',
-                         depth_pct=','.join(str(round(s)) for s in shares.tolist())))
-    print_table('nll_quantile', rows)
+    print_table('nll_quantile', [dict(  # c: the tokens of the (q+1)-th easiest fifth
+        q=f'{q + 1}/5', nll=f'{nll[c].min():.3f}..{nll[c].max():.3f}', loss=f'{nll[c].mean():.4f}',
+        passes=f'{depth[c].float().mean():.2f}', depth_pct=','.join(
+            str(round(n * 100 / len(c))) for n in depth_histogram(depth[c], len(base['hist']))))
+        for q, c in enumerate(nll.argsort().tensor_split(5))])
     print(f"depth_vs_nll spearman={spearman(depth, nll):.3f} tokens={len(nll)}"
           "  (> 0: more passes on harder tokens; nan: every token ran the same passes)")
     if labels is not None:
@@ -221,9 +211,8 @@ def analyze(model, ckpt, path):
     rows = [dial_row(run, full_flops, cfg.block_size) for run in runs]
     print_table('dial', rows)
     print("(d_*: random minus learned loss, paired over the same tokens, ± its standard error "
-          "over windows of block_size tokens; margin: the d_ of the strongest baseline; wins: yes "
-          "if above 2 s.e., LOSES if below -2 s.e.; at a mean of exactly c passes least_spread is "
-          "the cap, every token c passes)")
+          "over windows of block_size tokens; margin: the strongest baseline's d_; wins: yes above "
+          "2 s.e., LOSES below -2 s.e.; at exactly c mean passes least_spread is the cap of c)")
     verdicts = [row['wins'] for row in rows if row['wins'] != 'n/a']
     print(f"against the strongest baseline: wins at {verdicts.count('yes')}, LOSES at "
           f"{verdicts.count('LOSES')}, neither at {verdicts.count('no')} of the {len(verdicts)} "
@@ -248,9 +237,8 @@ def analyze(model, ckpt, path):
 def lens(model, ckpt, path):
     """The logit lens: the greedy prediction after each pass j = 1..K+1 at each prompt position.
     A cap of j passes gives pass j exactly: passes 1..j do not depend on the passes after."""
-    prompt = or_die(read_prompt, start)
     encode, decode = or_die(load_tokenizer, data_dir, ckpt, model.config.vocab_size)
-    ids = or_die(encode, prompt)[-model.config.block_size:]  # a long prompt's last tokens
+    ids = or_die(encode, or_die(read_prompt, start))[-model.config.block_size:]  # its last tokens
     idx = torch.tensor([ids], device=model.wte.weight.device)
     depth, per_pass = model(idx).depth[0], []  # (T,)
     for j in range(model.config.n_ponder + 1):

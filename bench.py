@@ -1,29 +1,22 @@
-"""What adaptive depth costs and saves, as ratios that compare across machines. Sections:
-1) train: a training step of K=0, K=3 halting='none' (PonderLM) and K=3 'learned' (AdaPonderLM)
-2) decode: (a) no cache, each new token reruns every pass over its prefix (the official PonderLM
-   code), (b) the KV cache at full depth, (c) the cache with halting='random' (seeded random depths)
-3) prefill: a long prompt through the cache, full depth against the same halting
-4) skip: training on the running tokens only against full depth, learned gates set to skip_passes
-   mean passes; with compile, compiled too (graphs, recompiles, compile seconds), eager beside
-Each headline ratio is printed beside its ideal: what it would be if time followed the work done.
+"""What adaptive depth costs and saves, as ratios that compare across machines, each headline one
+beside its ideal (what it would be if time followed the work done): sections 1) train, 2) decode,
+3) prefill, 4) skip: training on the running tokens only, compiled too with compile=True.
 ckpt=PATH (a checkpoint or its folder): a trained model's own halting against full depth, decoding
 and training on its dataset's val text.   $ python bench.py --sections=skip --compile=True"""
 
 import itertools
-import math
 import os
 import platform
 import statistics
 import time
 
-import numpy as np
 import torch
 from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
 from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram
 from configurator import check, configure, die, interrupted, or_die, print_table
-from pretrained import device_peak_flops, load_checkpoint, pick_device, tau_for_passes
+from pretrained import device_peak_flops, load_checkpoint, pick_device, read_tokens, tau_for_passes
 
 # -----------------------------------------------------------------------------
 # settings: the device picks a preset of shapes ('gpt2' on cuda, 'small' elsewhere); a setting given
@@ -67,12 +60,11 @@ PRESETS = {'gpt2': {},  # the values above; 'small': minutes on a CPU, the vocab
 explicit = configure(globals())  # the settings given explicitly
 device, dtype, autocast = or_die(pick_device, device, dtype)
 device = torch.device(device)
-check(globals(), {'preset': ('', *PRESETS), 'compile': (True, False), **dict.fromkeys((
-    'n_layer', 'n_head', 'n_embd', 'vocab_size', 'block_size', 'batch_size', 'iters', 'prompt_len',
-    'new_tokens', 'nocache_stride', 'prefill_len', 'repeats', 'n_ponder', 'skip_batch',
-    'skip_vocab', 'skip_iters'), 'integer [1, inf)'), 'warmup': 'integer [0, inf)',
-    'seed': 'integer [0, inf)', 'peak_tflops': '[0, inf)',
-    'fixed_mean_depth': f'[1, {n_ponder + 1}]'})  # the explicit ones: the presets' are good
+check(globals(), {'preset': ('', *PRESETS), 'warmup': 'integer [0, inf)', 'peak_tflops': '[0, inf)',
+    'seed': 'integer [0, inf)', **dict.fromkeys(('n_layer', 'n_head', 'n_embd', 'vocab_size',
+    'block_size', 'n_ponder', 'batch_size', 'iters', 'prompt_len', 'new_tokens', 'nocache_stride',
+    'prefill_len', 'repeats', 'skip_batch', 'skip_vocab', 'skip_iters'), 'integer [1, inf)'),
+    'fixed_mean_depth': f'[1, {n_ponder + 1}]'})  # the explicit values: the presets' are good
 preset = preset or ('gpt2' if device.type == 'cuda' else 'small')
 globals().update({key: explicit.get(key, value) for key, value in PRESETS[preset].items()})
 compile = explicit.get('compile', device.type == 'cuda')
@@ -91,8 +83,7 @@ if unknown := set(sections.split(',')) - {'train', 'decode', 'prefill', 'skip'}:
 if max(prompt_len + new_tokens, prefill_len) > block_size:
     die(f"prompt_len + new_tokens ({prompt_len + new_tokens}) and prefill_len ({prefill_len}) "
         f"must fit block_size {block_size}; fix the setting")
-SHAPE = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
-             block_size=block_size)
+SHAPE = {k: globals()[k] for k in ('n_layer', 'n_head', 'n_embd', 'vocab_size', 'block_size')}
 SKIP_SHAPES = [dict(n_layer=L, n_head=max(1, C // 64), n_embd=C, block_size=T,
                     vocab_size=skip_vocab) for L, C, T in skip_models]
 for shape in [SHAPE] + SKIP_SHAPES:  # refused here, as the model would refuse them
@@ -120,16 +111,16 @@ def make_model(K, halting, shape=SHAPE):
 def random_tokens(B, T, n_vocab):
     return torch.randint(n_vocab, (B, T), generator=torch.Generator().manual_seed(seed)).to(device)
 
-def ideal_line(name, measured, ideal, meaning, percent=False):  # a measurement, not a verdict
-    show = (lambda x: f'{x * 100:.1f}%') if percent else (lambda x: f'{x:.2f}')
-    got = 'n/a (no device peak: pass --peak_tflops)' if measured is None else show(measured)
-    return f"ideal name={name} ideal={show(ideal)} measured={got} ({meaning})"
+def ideal_line(name, measured, ideal, meaning, fmt='.2f'):  # a measurement, not a verdict
+    got = 'n/a (no device peak: pass --peak_tflops)' if measured is None else f'{measured:{fmt}}'
+    return f"ideal name={name} ideal={ideal:{fmt}} measured={got} ({meaning})"
 
 # -----------------------------------------------------------------------------
 # 1) training step
 
 def report_train():
-    """Section 1: tokens/s and MFU of each mode, the models taking turns step by step."""
+    """Section 1: tokens/s and MFU of a training step of K=0, K=3 halting='none' (PonderLM) and
+    K=3 'learned' (AdaPonderLM), the models taking turns step by step."""
     K, steps, flops = n_ponder, {}, {}
     x = random_tokens(batch_size, block_size, vocab_size)
     for mode, k, halting in [('K0', 0, 'none'), (f'K{K}-none', K, 'none'),
@@ -145,31 +136,38 @@ def report_train():
             optimizer.zero_grad(set_to_none=True)
         steps[mode], flops[mode] = step, 3 * model.flops_per_token([0] * k + [1])['total']
     seconds(steps, warmup)  # compilation, allocator, kernel choice
-    dt, _ = seconds(steps, iters)
-    tok_s = {mode: batch_size * block_size / dt[mode] for mode in steps}
+    tok_s = {mode: batch_size * block_size / t for mode, t in seconds(steps, iters)[0].items()}
     mfu = {mode: flops[mode] * tok_s[mode] / peak if peak else None for mode in steps}
     base, none, learned = steps
-    print_table('train', [{'mode': mode, 'tok/s': f'{tok_s[mode]:.0f}',
-                           'vs_K0': f'{tok_s[mode] / tok_s[base]:.2f}',
-                           **({'vs_none': f'{tok_s[learned] / tok_s[none]:.2f}'}
-                              if mode == learned else {}),
-                           'mfu': f'{mfu[mode]:.1%}' if mfu[mode] else 'n/a'} for mode in steps])
-    return [ideal_line('train_mfu_K0', mfu[base], 1.0, "model FLOP/s over the device's peak", True),
+    rows = [{'mode': mode, 'tok/s': f'{t:.0f}', 'vs_K0': f'{t / tok_s[base]:.2f}',
+             'mfu': f'{mfu[mode]:.1%}' if mfu[mode] else 'n/a'} for mode, t in tok_s.items()]
+    rows[-1]['vs_none'] = f'{tok_s[learned] / tok_s[none]:.2f}'  # learned halting's row
+    print_table('train', rows)
+    return [ideal_line('train_mfu_K0', mfu[base], 1.0, "model FLOP/s over the device's peak",
+                       '.1%'),
             ideal_line('train_learned_vs_none', tok_s[learned] / tok_s[none], 1.0,
                        'tokens/s of learned halting over fixed depth: the gates cost next to none')]
 
 # -----------------------------------------------------------------------------
 # 2) decoding and 3) prefill, all with one K=3 model whose halting rule is switched per run
+RULES = dict(none='none', random='random')  # full depth, controlled halting
 
-def halted(model, halting, fn, *args):  # seeded: halting='random' draws the same depths each time
-    model.set_inference(halting=halting)
-    torch.manual_seed(seed)
-    return fn(*args)
+def time_rules(model, rules, run, warm_up=None):
+    """Median seconds and last result of run() under each halting rule (name: rule), after
+    warm_up() (or run()) under each; seeded: halting='random' draws the same depths each time."""
+    def under(rule, fn):
+        model.set_inference(halting=rule)
+        torch.manual_seed(seed)
+        return fn()
+    with autocast:
+        seconds({name: lambda h=h: under(h, warm_up or run) for name, h in rules.items()}, 1)
+        return seconds({name: lambda h=h: under(h, run) for name, h in rules.items()}, repeats)
 
-def halting_row(name, model, depth, halt_s, full_s, **extra):
-    """The cache-halting row and its ideal line: its speedup over full depth beside the ideal,
-    (K+1) / mean passes, and the one the FLOPs model predicts (vocabulary products included)."""
-    K1, passes, ratio = model.config.n_ponder + 1, depth.float().mean().item(), full_s / halt_s
+def halting_row(name, model, depth, dt, **extra):
+    """The cache-halting row and its ideal line: its speedup over full depth (dt: seconds of each
+    rule) beside the ideal, (K+1) / mean passes, and the FLOPs model's (vocabulary included)."""
+    K1, passes = model.config.n_ponder + 1, depth.float().mean().item()
+    ratio = dt['none'] / dt['random']
     flops = 1 / model.flops_per_token(depth_histogram(depth, K1))['vs_full_depth']
     return dict(mode='cache-halting', passes=f'{passes:.2f}', **extra, vs_cache_full=f'{ratio:.2f}',
                 ideal=f'{K1 / passes:.2f}', ideal_flops=f'{flops:.2f}',
@@ -178,24 +176,22 @@ def halting_row(name, model, depth, halt_s, full_s, **extra):
 
 @torch.no_grad()
 def report_decode(model, B):
-    """Section 2 at batch B: (b) cache, full depth, (c) cache, controlled halting, (a) no cache on
-    (b)'s tokens (every nocache_stride-th step timed, weighted by the steps it stands for)."""
+    """Section 2 at batch B: (b) cache, full depth, (c) cache, halting='random' (seeded depths),
+    (a) no cache on (b)'s tokens: each reruns every pass over its prefix, as the official PonderLM
+    code does (every nocache_stride-th step timed, weighted by the steps it stands for)."""
     P, N, n = prompt_len, new_tokens, B * new_tokens
     prompt = random_tokens(B, P, vocab_size)
-    runs = {h: lambda h=h, n=N: halted(model, h, model.generate, prompt, n, 0)
-            for h in ('none', 'random')}
+    dt, outs = time_rules(model, RULES, lambda: model.generate(prompt, N, 0),
+                          lambda: model.generate(prompt, 2, 0))  # warm up on a short run
+    model.set_inference(halting='none')
+    nocache_s, steps_timed, tokens = 0.0, len(range(0, N, nocache_stride)), outs['none'][0]
     with autocast:
-        seconds({h: lambda run=run: run(n=2) for h, run in runs.items()}, 1)  # warm up
-        dt, outs = seconds(runs, repeats)
-        model.set_inference(halting='none')
-        nocache_s, steps_timed, tokens = 0.0, math.ceil(N / nocache_stride), outs['none'][0]
         for j in range(0, N, nocache_stride):
             step, _ = seconds(dict(step=lambda: model(tokens[:, :P + j]).logits[:, -1]), 1)
             nocache_s += step['step'] * min(nocache_stride, N - j)
     passes_run = outs['random'][1].max(dim=0).values.float().mean()  # passes any row ran, per step
-    halting, line = halting_row(f'decode_halting_b{B}', model, outs['random'][1], dt['random'],
-                                dt['none'], passes_run=f'{passes_run:.2f}',
-                                **{'tok/s': f"{n / dt['random']:.1f}"})
+    halting, line = halting_row(f'decode_halting_b{B}', model, outs['random'][1], dt, **{
+        'passes_run': f'{passes_run:.2f}', 'tok/s': f"{n / dt['random']:.1f}"})
     print_table(f'decode batch={B}', [
         {'mode': 'nocache', 'passes': f'{n_ponder + 1:.2f}', 'tok/s': f'{n / nocache_s:.1f}',
          'steps_timed': f'{steps_timed}/{N}'},
@@ -210,14 +206,9 @@ def report_decode(model, B):
 def report_prefill(model):
     """Section 3: prefill_len tokens (batch 1) into a new cache, full depth, controlled halting."""
     prompt, n = random_tokens(1, prefill_len, vocab_size), prefill_len
-    runs = {h: lambda h=h: halted(model, h, lambda: model.step(prompt, model.new_cache(1, n)))
-            for h in ('none', 'random')}
-    with autocast:
-        seconds(runs, 1)  # warm up
-        dt, outs = seconds(runs, repeats)
-    halting, line = halting_row('prefill_halting', model, outs['random'].depth, dt['random'],
-                                dt['none'], **{'tok/s': f"{n / dt['random']:.0f}",
-                                               'ms': f"{dt['random'] * 1e3:.1f}"})
+    dt, outs = time_rules(model, RULES, lambda: model.step(prompt, model.new_cache(1, n)))
+    halting, line = halting_row('prefill_halting', model, outs['random'].depth, dt, **{
+        'tok/s': f"{n / dt['random']:.0f}", 'ms': f"{dt['random'] * 1e3:.1f}"})
     print_table(f'prefill tokens={n}', [
         {'mode': 'cache-full', 'passes': f'{n_ponder + 1:.2f}', 'tok/s': f"{n / dt['none']:.0f}",
          'ms': f"{dt['none'] * 1e3:.1f}"}, halting])
@@ -317,8 +308,7 @@ def bench_all():
     chosen, lines = sections.split(','), []
     if 'train' in chosen:
         lines += report_train()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()  # the training models are gone: give their memory back
+    torch.cuda.empty_cache()  # the training models are gone: give their memory back (if any)
     model = make_model(n_ponder, 'none').eval()  # (a), (b), (c) share these weights
     if 'decode' in chosen:
         lines += [line for B in decode_batches for line in report_decode(model, B)]
@@ -341,27 +331,24 @@ def compare_checkpoint():
             "take a prompt from; prepare it (python data/<dataset>/prepare.py) or pass --data_dir")
     L = model.eval().config.block_size
     P = min(prompt_len, L // 2) if prompt_len + new_tokens > L else prompt_len  # half, at least
-    N, val = min(new_tokens, L - P), np.memmap(path, dtype=np.uint16, mode='r')
+    N, val = min(new_tokens, L - P), or_die(read_tokens, path)
     if len(val) < P:
         die(f"{path} holds {len(val)} tokens, fewer than prompt_len={P}; lower prompt_len")
-    prompt = torch.from_numpy(val[:P].astype(np.int64))[None].to(device)  # (1, P), for both runs
-    halting = dict(adaptive=model.config.halting, full='none')
-    runs = {name: lambda h=h, n=N: halted(model, h, model.generate, prompt, n, 0)
-            for name, h in halting.items()}
-    with autocast:  # warm up first, on a short run
-        seconds({name: lambda run=run: run(n=2) for name, run in runs.items()}, 1)
-        dt, outs = seconds(runs, repeats)
+    prompt = torch.from_numpy(val[:P].astype('int64'))[None].to(device)  # (1, P), for both runs
+    rules = dict(adaptive=model.config.halting, full='none')
+    dt, outs = time_rules(model, rules, lambda: model.generate(prompt, N, 0),
+                          lambda: model.generate(prompt, 2, 0))  # warm up on a short run
     passes = {name: depth.float().mean().item() for name, (_, depth) in outs.items()}
     print(f"compare prompt_len={P} new_tokens={N} prompt=val "
           f"tok/s_adaptive={N / dt['adaptive']:.1f} tok/s_full={N / dt['full']:.1f} "
           f"speedup={dt['full'] / dt['adaptive']:.2f}x passes={passes['adaptive']:.2f} "
           f"passes_full={passes['full']:.2f}")
     if len(val) > skip_batch * L + 1:  # its training step at its trained threshold, on val windows
-        windows = torch.from_numpy(val[:skip_batch * L + 1].astype(np.int64)).to(device)
+        windows = torch.from_numpy(val[:skip_batch * L + 1].astype('int64')).to(device)
         x, y = windows[:-1].view(skip_batch, L), windows[1:].view(skip_batch, L)
         with torch.enable_grad():
             rows = skip_rows(model.train(), x, y, dict(full=dict(halting='none'),
-                                                       trained=dict(halting=halting['adaptive'])))
+                                                       trained=dict(halting=rules['adaptive'])))
         print_table(f"train_skip ckpt block={L} batch={skip_batch}", list(rows.values()))
 
 peak, t0 = peak_tflops * 1e12 or device_peak_flops(device), time.perf_counter()

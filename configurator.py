@@ -1,8 +1,6 @@
-"""How every script takes its settings and reports bad input, after nanoGPT's configurator.
-`python train.py config/toy.py --batch_size=32` sets a script's globals from config files, then
---key=value (a Python literal, else a string; `--key value` too, a bare --flag is True; --help).
-Bad input ends a script with one line 'error: ...', Ctrl-C or SIGTERM with 'interrupted; ...'.
-Import this module first: then Ctrl-C while torch imports is one line too."""
+"""How every script takes its settings, after nanoGPT's configurator, and ends on bad input or
+Ctrl-C in one line. `python train.py config/toy.py --batch_size=32` sets its globals from config
+files, then --key=value (a Python literal, else a string; `--key value`, a bare --flag; --help)."""
 import ast
 import difflib
 import os
@@ -28,11 +26,10 @@ def or_die(fn, *args, **kwargs):  # fn(...) in a script: ValueError, OSError: on
     except (ValueError, OSError) as e:
         die(first_line(e) if isinstance(e, ValueError) else f"{e.filename}: {e.strerror or e}")
 
-def ctrl_c_in_one_line(kind, error, traceback):  # a Ctrl-C no script caught (while torch
-    if not issubclass(kind, KeyboardInterrupt):  # imports, say): one line; Python's status, 130
-        return sys.__excepthook__(kind, error, traceback)
+def ctrl_c_in_one_line(kind, error, traceback):  # a Ctrl-C no script caught, while torch imports
+    if not issubclass(kind, KeyboardInterrupt):  # say (so scripts import this module first): one
+        return sys.__excepthook__(kind, error, traceback)  # line, and Python's status, 130
     print("\ninterrupted; nothing was written", file=sys.stderr)
-
 sys.excepthook = ctrl_c_in_one_line
 
 def reader_gone(method):  # `python train.py | head`: when the reader leaves, go on printing nowhere
@@ -41,24 +38,29 @@ def reader_gone(method):  # `python train.py | head`: when the reader leaves, go
             return method(*args)
         except BrokenPipeError:  # stdout is /dev/null from now on: no error again, not even at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return method(*args)
     return safely
-
 sys.stdout.write, sys.stdout.flush = reader_gone(sys.stdout.write), reader_gone(sys.stdout.flush)
 
 def configure(settings, argv=None):
-    """Override settings (a script's globals()) from config files, then --key=value arguments
-    (default sys.argv[1:]), each keeping its type. Prints and returns those given, as a dict."""
+    """Set settings (a script's globals()) from argv, types kept; print and return those given."""
     keys = [k for k, v in settings.items() if not k.startswith('_') and type(v) in KINDS]
-    args, given = list(sys.argv[1:] if argv is None else argv), {}
-    if '--help' in args or '-h' in args:
-        print_help(settings, keys)
+    args, given, key = list(sys.argv[1:] if argv is None else argv), {}, None
+    if '--help' in args or '-h' in args:  # each setting, its default and its comment; then exit
+        script = settings.get('__file__') or sys.argv[0]
+        lines = open(script, encoding='utf-8').readlines() if os.path.isfile(script) else []
+        comments = {name: rest.split('  # ', 1)[1].strip() for name, _, rest in  # the first wins
+                    (line.partition(' = ') for line in reversed(lines)) if '  # ' in rest}
+        print(f"usage: python {os.path.basename(script) or 'script.py'} [config/file.py ...] "
+              "[--key=value ...]\nsettings (default, then what it does):")
+        for k in keys:
+            print(f"  --{k}={shown(settings[k])}" + (f"  # {comments[k]}" if k in comments else ''))
+        raise SystemExit(0)
     while args:
         arg = args.pop(0)
         if not arg.startswith('--'):  # a config file, first: after a flag it would undo the flag
-            if not arg.endswith('.py') or not os.path.isfile(arg) or given:
-                die(f"config file {arg} comes after --{next(iter(given))}: put it first" if given
-                    and os.path.isfile(arg) else f"config file {arg} not found or not a .py file")
+            if not arg.endswith('.py') or not os.path.isfile(arg) or key:
+                die(f"config file {arg} comes after --{key}: put it first" if key and
+                    os.path.isfile(arg) else f"config file {arg} not found or not a .py file")
             try:
                 exec(open(arg).read(), namespace := {})
             except Exception as e:
@@ -99,17 +101,6 @@ def typed(settings, keys, key, value, source):  # an existing setting's value, o
 def shown(value):  # a value as typed after --key=
     return value if isinstance(value, str) and value.split() == [value] else repr(value)
 
-def print_help(settings, keys):  # --help: each setting, its default and its comment; then exit
-    script = settings.get('__file__') or sys.argv[0]
-    lines = open(script, encoding='utf-8').readlines() if os.path.isfile(script or '') else []
-    comments = {name: rest.split('  # ', 1)[1].strip() for name, _, rest in
-                (line.partition(' = ') for line in reversed(lines)) if '  # ' in rest}  # first wins
-    print(f"usage: python {os.path.basename(script or 'script.py')} [config/file.py ...] "
-          "[--key=value ...]\nsettings (default, then what it does):", *[
-              f"  --{k}={shown(settings[k])}" + (f"  # {comments[k]}" if k in comments else '')
-              for k in keys], sep='\n')
-    raise SystemExit(0)
-
 def check(settings, table):
     """Die at the first setting its rule refuses. A rule is a tuple of the values allowed, or an
     interval like '[0, 1)', 'integer [1, inf)'; ' or None' after it lets None through."""
@@ -131,6 +122,6 @@ def print_table(tag, rows):
     """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
     cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
-    widths = [max(len(line[j]) for line in cells) for j in range(len(keys))]
+    widths = [max(map(len, column)) for column in zip(*cells)]
     for line in cells:
         print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())

@@ -1,13 +1,9 @@
-"""
-Downstream tasks through lm-evaluation-harness (pip install lm-eval): each task's metrics and the
+"""Downstream tasks through lm-evaluation-harness (pip install lm-eval): each task's metrics and the
 mean passes the model spent per scored token, at one or more settings of the compute dial (halting
-threshold tau, cap on passes). Settings follow lm-eval's names; tasks may be lm-eval's own or YAML
-files under include_path.
-
+threshold tau, cap on passes). Settings follow lm-eval's names; tasks: lm-eval's or include_path's.
 $ python downstream.py --out_dir=out-pile --tasks=lambada_openai,piqa --halt_threshold=0,1e-4,0.1
 $ python downstream.py --init_from=zeng123/PonderingPythia-1.4B --tasks=piqa --n_ponder=3,1,0
-$ python downstream.py --include_path=data/toy/tasks --tasks=toy_copy,toy_add   # the toy model
-"""
+$ python downstream.py --include_path=data/toy/tasks --tasks=toy_copy,toy_add   # the toy model"""
 from configurator import check, configure, die, first_line, interrupted, or_die, print_table
 import difflib
 import itertools
@@ -47,10 +43,6 @@ n_ponder = None  # a cap on extra passes, or several: 3,1,0 (None: K); 0: a Pyth
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
 # -----------------------------------------------------------------------------
-CHECKS = dict(batch_size='integer [1, inf)', num_fewshot='integer [0, inf) or None',
-              limit='(0, inf) or None', halt_threshold='[0, 1] or None',
-              n_ponder='integer [0, inf) or None')  # limit < 1: a share of the documents
-
 class AdaPonderHarness(LM):
     """An AdaPonderLM as lm-eval sees it: its three kinds of request, scored with the training
     forward, and the passes of every scored token recorded per task and per request."""
@@ -120,8 +112,7 @@ class AdaPonderHarness(LM):
 
     def generate_until(self, requests):
         """Greedy continuation (sampled with do_sample) by model.stream(), stopped before the first
-        `until` string, at the end-of-text token (as lm-eval's own models stop) or after
-        max_gen_toks tokens; the passes of the tokens generated are recorded."""
+        `until` string, at end-of-text (as lm-eval's models stop) or after max_gen_toks tokens."""
         device, texts = self.model.wte.weight.device, []
         for r in tqdm(requests, desc='generate_until', leave=False):
             context, kwargs = r.args
@@ -158,7 +149,10 @@ if __name__ == '__main__':  # (the tests import the harness above)
     if not names:
         die("tasks must name at least one task; pass e.g. --tasks=piqa,arc_easy")
     for tau, cap in itertools.product(taus, caps):  # --halt_threshold=0,1e-4,0.1: each is checked
-        check(dict(globals(), halt_threshold=tau, n_ponder=cap), CHECKS)
+        check(dict(globals(), halt_threshold=tau, n_ponder=cap), dict(
+            batch_size='integer [1, inf)', num_fewshot='integer [0, inf) or None',
+            limit='(0, inf) or None', halt_threshold='[0, 1] or None',  # limit < 1: a share
+            n_ponder='integer [0, inf) or None'))
     if log_samples and not output_path:
         die("log_samples writes the samples into output_path; pass --output_path=FOLDER too")
     if LM is object:
@@ -171,13 +165,11 @@ if __name__ == '__main__':  # (the tests import the harness above)
                 "you can write")
     device, _, autocast = or_die(pick_device, device, dtype)
     if init_from:  # a GPT-NeoX import without gates (halting='none': its passes are the cap's)
-        model = or_die(from_pretrained, init_from, halting='none').to(device)
-        ckpt = dict(dataset=dataset, model_args=dict(n_ponder=model.trained_K))
-        model_name = init_from
+        model, ckpt = or_die(from_pretrained, init_from, halting='none'), dict(dataset=dataset)
     else:
         model, ckpt = or_die(load_checkpoint, out_dir, device)
-        model_name = os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else out_dir
-    cfg, K = model.eval().config, ckpt['model_args']['n_ponder']
+    where = init_from or (os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else out_dir)
+    cfg, K = model.to(device).eval().config, model.trained_K
     if any(c is not None and c > K for c in caps):
         die(f"n_ponder can only lower the passes at inference (a cap); this model was trained "
             f"with {K}")
@@ -197,7 +189,7 @@ if __name__ == '__main__':  # (the tests import the harness above)
             "lm-eval's own; local task YAMLs go in the folder include_path names")
     # lm-eval tells each task made by a function (custom_dataset) to pass --metadata: not ours
     logging.getLogger('lm_eval.api.task').addFilter(lambda r: 'Custom kwargs' not in r.getMessage())
-    print(f"downstream ckpt={model_name} dataset={ckpt.get('dataset')} halting={cfg.halting} "
+    print(f"downstream ckpt={where} dataset={ckpt.get('dataset')} halting={cfg.halting} "
           f"K={K} tau={cfg.halt_threshold:g} tasks={','.join(names)} num_fewshot={num_fewshot} "
           f"limit={limit}")
     start_token, end_token = document_tokens(ckpt, encode)
@@ -251,8 +243,7 @@ if __name__ == '__main__':  # (the tests import the harness above)
                 json.dump(results, f, indent=2, default=plain, ensure_ascii=False)
             print(f"wrote {path}")
     if len(taus) * len(caps) > 1:  # a table of accuracy against passes for each task
-        print("\n== the compute dial on each task: its metrics against mean passes per scored "
-              "token ==")
+        print("\n== the compute dial on each task: metrics against mean passes per scored token ==")
         for name in dict.fromkeys(row['name'] for row in table):
             print_table('dial', sorted((r for r in table if r['name'] == name),
                                        key=lambda r: -float(r['passes'])))

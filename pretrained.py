@@ -1,15 +1,11 @@
-"""
-Weights in and out (ours; Pythia and PonderLM imported), and every script's device, data, out_dir.
-
+"""Weights in and out (ours; Pythia and PonderLM imported), every script's device, data, out_dir:
     model, ckpt = load_checkpoint('out-toy/ckpt.pt', halt_threshold=0.01)  # ours, at another tau
     model = from_pretrained('pythia-70m', n_ponder=3)        # new gates on a plain Pythia
-    model = from_pretrained('zeng123/PonderingPythia-1.4B')  # PonderLM, K from its config
-"""
+    model = from_pretrained('zeng123/PonderingPythia-1.4B')  # PonderLM, K from its config"""
 import errno
 import glob
 import importlib.util
 import json
-import math
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, fields
@@ -22,11 +18,10 @@ from tqdm import tqdm
 from adaponder import AdaPonderConfig, AdaPonderLM
 from configurator import first_line
 
-
 def save_checkpoint(path, model, **extra):
     """Save the plain weights, config and extra atomically: a crash mid-save keeps the old file."""
-    raw = getattr(model, '_orig_mod', model)  # torch.compile wraps the module
-    raw = getattr(raw, 'module', raw)  # so does DDP
+    raw = getattr(model, 'module', model)  # DDP wraps the module
+    raw = getattr(raw, '_orig_mod', raw)  # so does torch.compile (inside DDP or outside it)
     if bad := unreadable(extra):
         raise ValueError(f"cannot save {bad}: a checkpoint holds tensors, numbers, strings, "
                          "lists and dicts only (weights_only loading reads nothing else)")
@@ -38,17 +33,16 @@ def save_checkpoint(path, model, **extra):
         if os.path.exists(f'{path}.tmp'):  # a full disk
             os.remove(f'{path}.tmp')
 
-
 def unreadable(value, where='extra'):
     """Where value holds what weights_only loading refuses (a numpy number, a Path), or None."""
-    if isinstance(value, dict):
-        bad = next((b for k, v in value.items() if (b := unreadable(v, f'{where}[{k!r}]'))), None)
-        return bad or (None if all(type(k) in (str, int) for k in value) else f'a key of {where}')
-    if isinstance(value, (list, tuple)):
-        return next((b for i, v in enumerate(value) if (b := unreadable(v, f'{where}[{i}]'))), None)
-    plain = (torch.Tensor, torch.Size, torch.dtype, int, float, bool, str, bytes, type(None))
-    return None if isinstance(value, plain) else f'{where} (a {type(value).__name__})'
-
+    if isinstance(value, dict) and any(type(k) not in (str, int) for k in value):
+        return f'a key of {where}'
+    if isinstance(value, (dict, list, tuple)):  # a torch.Size too
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        return next(filter(None, (unreadable(v, f'{where}[{k!r}]') for k, v in items)), None)
+    plain = (int, float, bool, str, bytes, type(None))  # exact types: np.float64 is refused
+    ok = type(value) in plain or isinstance(value, (torch.Tensor, torch.dtype))
+    return None if ok else f'{where} (a {type(value).__name__})'
 
 def load_checkpoint(path, device='cpu', **settings):
     """(model, checkpoint) of path or its folder's ckpt.pt; settings: INFERENCE_SETTINGS."""
@@ -56,7 +50,7 @@ def load_checkpoint(path, device='cpu', **settings):
     if not os.path.isfile(path):
         raise FileNotFoundError(errno.ENOENT, "no checkpoint here; train one (python train.py) "
                                 "or pass the folder or file that holds it", path)
-    usable_device(device)
+    device = usable_device(device)[0]  # 'auto' too
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         ckpt['model_args'], ckpt['model']
@@ -81,7 +75,6 @@ def load_checkpoint(path, device='cpu', **settings):
     model.set_inference(**settings)
     return model.to(device), ckpt
 
-
 PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
     'pythia-14m': dict(n_layer=6, n_head=4, n_embd=128, block_size=2048),
     'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
@@ -90,12 +83,10 @@ PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabula
     'tiny': dict(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=64),  # tests, CPU demos
 }
 
-
 def preset(name, **overrides):
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return AdaPonderConfig(**{**PRESETS[name], **overrides})
-
 
 def from_pretrained(name_or_path, **config_overrides):
     """A GPT-NeoX checkpoint as an AdaPonderLM; n_ponder=0 or halting='none' give its own logits."""
@@ -129,7 +120,6 @@ def from_pretrained(name_or_path, **config_overrides):
         raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
     return model
 
-
 def neox_architecture(hf, path):
     get = hf.get
     try:
@@ -152,7 +142,6 @@ def neox_architecture(hf, path):
                     first_embed_mult=K if get('mutiply_pondering_steps') else 1)
     return arch
 
-
 def read_neox_checkpoint(name_or_path):
     """(config.json, state dict, directory) of a directory, a hub id or a name like 'pythia-70m'."""
     path = str(name_or_path)
@@ -164,8 +153,7 @@ def read_neox_checkpoint(name_or_path):
         raise FileNotFoundError(f"{path} needs config.json and model.safetensors or pytorch_model"
                                 ".bin, or their shards (as save_pretrained writes them)")
     try:
-        with open(config) as f:
-            hf = json.load(f)
+        hf = json.load(open(config))
         hf.update(hf.get('rope_parameters') or {})  # newer transformers nest the rotary settings
     except (ValueError, AttributeError) as e:  # not JSON, or JSON but not an object
         raise ValueError(f"{config} is not a valid config.json ({e}); download it again") from None
@@ -182,11 +170,9 @@ def read_neox_checkpoint(name_or_path):
                              f"{first_line(e)}); download it again") from None
     return hf, weights, path
 
-
 def weight_kinds():  # transformers' weight files: safetensors first, last without its package
     kinds = ['model*.safetensors', 'pytorch_model*.bin']
     return kinds if importlib.util.find_spec('safetensors') else kinds[::-1]
-
 
 def download_checkpoint(hub_id):
     """Its folder in the HF cache, downloaded once (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE apply)."""
@@ -213,7 +199,6 @@ def download_checkpoint(hub_id):
     raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; "
                      "download it yourself and pass the directory")
 
-
 def pick_device(device='auto', dtype='auto'):
     """(device, dtype name, autocast context); weights stay float32, matmuls autocast to dtype."""
     device, kind = usable_device(device)
@@ -226,7 +211,6 @@ def pick_device(device='auto', dtype='auto'):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     autocast = nullcontext() if dtype == 'float32' else torch.autocast(kind, getattr(torch, dtype))
     return device, dtype, autocast
-
 
 def usable_device(device):
     have = dict(cpu=True, cuda=torch.cuda.is_available(), mps=torch.backends.mps.is_available())
@@ -243,16 +227,13 @@ def usable_device(device):
                          "pass --device=cuda:0")
     return device, kind
 
-
 PEAK_BF16_TFLOPS = {'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A100': 312,
                     'L40S': 362, 'L4': 121, 'A10G': 70, 'A10': 125, 'RTX 4090': 165, 'RTX 3090': 71,
                     'V100': 125, 'T4': 65}  # dense bf16 datasheet peaks by GPU name, for MFU
 
-
 def device_peak_flops(device):
     name = torch.cuda.get_device_name(device) if torch.device(device).type == 'cuda' else ''
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)
-
 
 def read_tokens(path, min_tokens=1, fix='prepare the dataset'):
     if not os.path.isfile(path):
@@ -264,18 +245,15 @@ def read_tokens(path, min_tokens=1, fix='prepare the dataset'):
                          + ", or pass a smaller --block_size" * (min_tokens > 1))
     return np.memmap(path, dtype=np.uint16, mode='r')
 
-
 def read_meta(folder, fix='prepare the dataset'):
     path = os.path.join(folder, 'meta.json')
     try:
-        with open(path) as f:
-            meta = json.load(f)
+        meta = json.load(open(path))
         if type(meta['vocab_size']) is not int or not 1 <= meta['vocab_size'] <= 2 ** 16:  # 2 bytes
             raise ValueError(f"{meta['vocab_size']!r} is not an integer in [1, 65536]")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} has no valid vocab_size ({first_line(e)}); {fix} again") from None
     return meta
-
 
 def lock_out_dir(out_dir):
     """Make out_dir and lock it while this process lives: two runs would corrupt its checkpoint."""
@@ -299,7 +277,6 @@ def lock_out_dir(out_dir):
     print(os.getpid(), end='', file=lock, flush=True)
     return lock
 
-
 @torch.no_grad()
 def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress=False):
     """(nll, depth, targets, correct) of each token of a val split, in windows of block_size."""
@@ -317,12 +294,11 @@ def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress
         correct.append((logits.argmax(-1) == y).cpu())
     return torch.cat(nll), torch.cat(depth), targets.flatten(), torch.cat(correct)
 
-
 def tau_for_passes(passes_at, target, lo=1e-12, hi=1.0, tol=0.01, steps=30):
     """The tau where passes_at(tau) is target: bisection on log tau (gate values span decades)."""
     tried = {}  # tau: its mean passes
     for _ in range(steps):
-        tau = math.sqrt(max(lo, 1e-30) * hi)
+        tau = (max(lo, 1e-30) * hi) ** 0.5
         tried[tau] = passes = passes_at(tau)
         if abs(passes - target) <= tol:
             break

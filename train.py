@@ -23,6 +23,7 @@ from dataclasses import fields
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -400,7 +401,10 @@ window_tokens, window_start = 0, time.time()  # throughput since the last eval
 bar = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process,
            dynamic_ncols=True)
 while True:
-    raw_model.set_inference(n_ponder=0 if iter_num < one_pass_iters else raw_model.trained_K)
+    plain = iter_num < one_pass_iters  # one pass per token: a plain model, run eagerly (compiled,
+    # it would be two more graphs, for a few hundred steps)
+    raw_model.set_inference(n_ponder=0 if plain else raw_model.trained_K)
+    torch.compiler.set_stance('force_eager' if plain else 'default')
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         if device_type == 'cuda':
             torch.cuda.synchronize()  # queued GPU work belongs to the throughput window
@@ -462,6 +466,9 @@ while True:
                     passes=out.depth.float().mean().item(), k=k, lr=lr,
                     ms=1000 * (time.time() - t0))
 bar.close()
+if compile:  # one graph for training, one for evaluation, whatever the halting masks
+    log(f"compile graphs={counters['stats']['unique_graphs']} "
+        f"recompiles={counters['frames']['ok'] - 1}")
 
 if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):
     # the toy dataset labels each token's difficulty: passes, loss and accuracy per class

@@ -1,6 +1,5 @@
-# The depth task (data/hops): pointer chasing, each answer 1..4 lookups away. A small AdaPonderLM
-# trains as a plain model first, then ponders; python analyze.py --out_dir=out-hops shows accuracy
-# and passes per hop count. Why each setting, and what 1,500 steps learn: docs/results.md, 9.
+# The depth task (data/hops): pointer chasing, answers 1 to 4 lookups away; a plain model first,
+# then pondering. python analyze.py --out_dir=out-hops: accuracy and passes per hop (results.md, 9).
 out_dir = 'out-hops'
 eval_interval = 250
 log_interval = 50

@@ -1,8 +1,6 @@
-# A real 1.4B AdaPonderLM on one 80 GB GPU, as the paper builds its large models: from a PonderLM
-# (K=3 and its embedding scales come from its config.json), so only the gates are new; they learn
-# alone first. Memory (2 x 2048 tokens, ~57 GB): docs/results.md, 5.
-#   python data/pile/prepare.py --encoding=neox --out_dir=data/pile_neox --max_tokens=150_000_000
-#   python train.py config/ponderlm_1.4b.py   (pip install tokenizers safetensors)
+# A real 1.4B AdaPonderLM on one 80 GB GPU (2 x 2048 tokens, ~57 GB: docs/results.md, 5), as the
+# paper builds its large models: from a PonderLM (K=3, embedding scales: its config.json), so
+# only the gates are new; they learn alone first. Data and commands: README, "I have a GPU".
 out_dir = 'out-ponderlm-1.4b'
 init_from = 'zeng123/PonderingPythia-1.4B'  # or a local directory with the same files
 eval_interval = 100

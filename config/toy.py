@@ -1,5 +1,4 @@
-# The default demo written out: the same run as plain python train.py (5 to 10 minutes at one thread
-# on a 2-core CPU), ending with the mean passes per difficulty class on val; then python sample.py.
+# The default demo written out: plain python train.py runs the same; then python sample.py.
 out_dir = 'out-toy'
 dataset = 'toy'  # made on the spot by data/toy/prepare.py
 batch_size = 32

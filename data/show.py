@@ -1,7 +1,5 @@
-"""
-New tokens shown on the colour of the passes that chose them, as sample.py and the tutorial show
-them: on a terminal (show), as an HTML page (write_html) and as a PNG picture (write_image).
-"""
+"""New tokens shown on the colour of the passes that chose them, as sample.py and the tutorial
+show them: on a terminal (show), as an HTML page (write_html) and as a PNG picture (write_image)."""
 import itertools
 import os
 from html import escape

@@ -1,13 +1,15 @@
-"""
-A prepared dataset's files, both ways: the prepare scripts write them through written(), and the
-scripts that turn text into ids and back (sample.py, analyze.py, downstream.py, the tutorial) read
-its tokenizer with load_tokenizer(). `from data.tokenizer import ...`, from the repository's root.
-"""
+"""A prepared dataset's files, both ways: data/*/prepare.py write them (written, save_dataset,
+and lines and generated_main for the datasets made on the spot); sample.py, analyze.py,
+downstream.py and the tutorial read their tokenizer (load_tokenizer). From the repository's root:
+`from data.tokenizer import ...`."""
+import argparse
 import itertools
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 @contextmanager
@@ -34,13 +36,62 @@ def written(out_dir, *names):
                 os.remove(f'{path}.tmp')
 
 
+def save_dataset(out_dir, itos, train, val, labels=None, **meta):
+    """train.bin and val.bin (uint16 ids of the tokens of train and val, token texts from itos),
+    val_class.bin (uint8, one class per val token) if labels are given, and meta.json: the
+    vocabulary as JSON (no pickle to trust), then meta. Returns what meta.json holds."""
+    stoi = {t: i for i, t in enumerate(itos)}
+    meta = dict(vocab_size=len(itos), itos=itos, stoi=stoi, **meta)
+    names = ['train.bin', 'val.bin'] + ['val_class.bin'] * (labels is not None) + ['meta.json']
+    with written(out_dir, *names) as files:
+        for tokens, file in zip((train, val), files):
+            file.write(np.array([stoi[t] for t in tokens], dtype=np.uint16).tobytes())
+        if labels is not None:
+            files[2].write(np.array(labels, dtype=np.uint8).tobytes())
+        files[-1].write(json.dumps(meta, indent=1).encode())
+    return meta
+
+
+def lines(rng, n_tokens, make_line):
+    """Whole lines make_line(rng) -> (tokens, labels) until there are at least n_tokens tokens;
+    returns (tokens, labels). A line of characters may be a string."""
+    tokens, labels = [], []
+    while len(tokens) < n_tokens:
+        line, line_labels = make_line(rng)
+        assert len(line) == len(line_labels)
+        tokens += line
+        labels += line_labels
+    return tokens, labels
+
+
+def generated_main(argv, prepare, unit, description, out_dir):
+    """The command line of toy and hops: prepare(out_dir, seed, train_<unit>, val_<unit>)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--seed', type=int, default=1337)
+    parser.add_argument(f'--train_{unit}', type=int, default=1_000_000)
+    parser.add_argument(f'--val_{unit}', type=int, default=100_000)
+    parser.add_argument('--out_dir', default=out_dir)
+    args = vars(parser.parse_args(argv))
+    if args[f'train_{unit}'] < 1 or args[f'val_{unit}'] < 1:
+        raise SystemExit(f"error: --train_{unit} and --val_{unit} must be positive; pass e.g. "
+                         f"--val_{unit} 100000")
+    meta, labels = prepare(**args)
+    shares = np.bincount(labels, minlength=len(meta['classes'])) / len(labels)
+    print(f"vocab size {meta['vocab_size']}, train {meta[f'train_{unit}']:,} {unit}, val "
+          f"{meta[f'val_{unit}']:,} {unit}")
+    print("val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(meta['classes'], shares)))
+    print(f"wrote train.bin, val.bin, val_class.bin, meta.json to {args['out_dir']}")
+
+
+def first_line(e):  # an exception in a few words, for a one-line error
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def load_tokenizer(data_dir, ckpt, vocab_size):
-    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from
-    data_dir/<dataset>/meta.json: a table of token texts ('itos': characters, or the hops task's
-    multi-character tokens, matched longest first), GPT-2 BPE ('encoding': 'gpt2') or Pythia's
-    GPT-NeoX BPE ('encoding': 'neox', the file meta['tokenizer_json']). vocab_size is the model's: a
-    larger vocabulary (or a table of another size) is another dataset's. Padding ids decode as
-    '\ufffd'. A missing or mismatched vocabulary, or text a table cannot encode: ValueError."""
+    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from data_dir/
+    <dataset>/meta.json: a table of token texts ('itos', matched longest first), GPT-2 BPE or
+    Pythia's GPT-NeoX BPE ('encoding': 'gpt2' or 'neox'). vocab_size is the model's: a larger
+    vocabulary, or a table of another size, is another dataset's. Padding ids decode as '\ufffd'."""
     path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
     if not os.path.isfile(path) and vocab_size < 50257:  # as nanoGPT: no meta.json means GPT-2 BPE
         raise ValueError(f"no {path}, the vocabulary of this checkpoint's dataset; prepare the "
@@ -75,8 +126,7 @@ def load_tokenizer(data_dir, ckpt, vocab_size):
             n_vocab, encode, decode_known = (tok.get_vocab_size(), lambda s: tok.encode(s).ids,
                                              lambda ids: tok.decode(ids, skip_special_tokens=False))
     except Exception as e:  # requests' and the Rust library's errors have no common class
-        first_line = (str(e).strip().splitlines() or [''])[0]
-        raise ValueError(f"cannot load the tokenizer of {path} ({type(e).__name__}: {first_line}); "
+        raise ValueError(f"cannot load the tokenizer of {path} ({first_line(e)}); "
                          "install it or prepare the data again") from None
     if n_vocab > vocab_size or ('itos' in meta and n_vocab != vocab_size):  # ids without a row
         raise ValueError(f"{path} holds {n_vocab} tokens but the model has {vocab_size}: the "

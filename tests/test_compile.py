@@ -74,8 +74,8 @@ def run_counts():
 
 def test_a_training_run_compiles_one_graph_for_training_and_one_for_evaluation():
     """The halting mask changes every step, the bottom-k fraction ramps, evaluation comes between: the
-    graph for training and the one for evaluation (no grad) are all. one_pass_iters (n_ponder=0, a plain
-    model, then K again) adds the plain model's two."""
+    graph for training and the one for evaluation (no grad) are all. (train.py runs one_pass_iters' plain
+    model eagerly: test_train.py counts a real run's graphs.)"""
     model = make_model(n_layer=1, n_ponder=2)
     compiled = torch.compile(model, backend='eager')
 
@@ -93,11 +93,7 @@ def test_a_training_run_compiles_one_graph_for_training_and_one_for_evaluation()
 
     assert len(run(range(3))) == 3  # three masks
     assert run_counts() == (2, 1)
-    old = model.set_inference(n_ponder=0)
-    run(range(1))
-    model.set_inference(**old)
-    run(range(3, 5))
-    assert run_counts() == (4, 3)
+    assert len(run(range(3, 8))) > 1 and run_counts() == (2, 1)  # more masks, no more graphs
 
 
 def ddp_training(rank, port, results):  # forked: no second import of torch

@@ -1,11 +1,10 @@
-"""
-A slice of the Pile, tokenized for training on real text: with GPT-2's BPE (tiktoken, the default)
-or, to continue from Pythia, with its GPT-NeoX BPE (--encoding=neox, Hugging Face's tokenizers).
-Reads Pile-format JSON lines (.jsonl or .jsonl.zst), streamed from the Hub by huggingface_hub (by
-default the first shard of the uncopyrighted Pile, only as far as --max_tokens) or a local --input.
-Writes train.bin and val.bin (uint16 ids, each document followed by end-of-text) and meta.json.
-"""
+"""A slice of the Pile, tokenized for training on real text: with GPT-2's BPE (tiktoken, the
+default) or, to continue from Pythia, with its GPT-NeoX BPE (--encoding=neox, Hugging Face's
+tokenizers). Reads Pile-format JSON lines (.jsonl or .jsonl.zst): by default the first shard of the
+uncopyrighted Pile, streamed by huggingface_hub only as far as --max_tokens, or a local --input.
+Writes train.bin and val.bin (each document followed by end-of-text) and meta.json."""
 import argparse
+import importlib
 import io
 import json
 import os
@@ -15,23 +14,18 @@ import numpy as np
 from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', '..'))
-from data.tokenizer import written  # noqa: E402 (the repository root is on the path now)
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's root, for data.tokenizer
+from data.tokenizer import first_line, written  # noqa: E402
 
 SHARD = "hf://datasets/monology/pile-uncopyrighted/train/00.jsonl.zst"
 
 
-def hub(instead):  # every download goes through huggingface_hub: its cache, HF_ENDPOINT, HF_TOKEN
+def needs(package, what, instead=""):  # imported only where needed: the rest runs without it
     try:
-        import huggingface_hub  # only here: local files need no extra package
+        return importlib.import_module(package)
     except ImportError:
-        raise SystemExit("error: downloading needs the huggingface_hub package; pip install "
-                         f"huggingface_hub, or pass {instead}") from None
-    return huggingface_hub
-
-
-def first_line(e):
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        raise SystemExit(f"error: {what} needs the {package} package; pip install {package}"
+                         f"{instead}") from None
 
 
 def make_encoder(encoding, tokenizer_json=None):
@@ -46,15 +40,11 @@ def make_encoder(encoding, tokenizer_json=None):
         # encode_ordinary: a literal "<|endoftext|>" in a document is text, not our separator
         return enc.encode_ordinary, dict(encoding="gpt2", n_vocab=enc.n_vocab,
                                          eot_token=enc.eot_token)
-    try:
-        from tokenizers import Tokenizer  # only here: gpt2 needs no extra package
-    except ImportError:
-        raise SystemExit("error: --encoding=neox needs Hugging Face's tokenizers package; pip "
-                         "install tokenizers") from None
-    if not tokenizer_json:
+    Tokenizer = needs("tokenizers", "--encoding=neox").Tokenizer
+    if not tokenizer_json:  # downloads go through huggingface_hub: its cache, HF_ENDPOINT, HF_TOKEN
         try:  # all Pythias share it; downloaded once into the Hugging Face cache
-            tokenizer_json = hub("--tokenizer_json FILE").hf_hub_download(
-                "EleutherAI/pythia-70m", "tokenizer.json")
+            hub = needs("huggingface_hub", "downloading", ", or pass --tokenizer_json FILE")
+            tokenizer_json = hub.hf_hub_download("EleutherAI/pythia-70m", "tokenizer.json")
         except OSError as e:  # offline or unreachable with nothing cached: huggingface_hub's errors
             raise SystemExit("error: could not download Pythia's tokenizer.json "
                              f"({first_line(e)}); check the connection and HF_ENDPOINT, or "
@@ -78,7 +68,8 @@ def open_lines(source):
     """The text lines of a .jsonl or .jsonl.zst, a local path or streamed from an hf:// path."""
     if source.startswith("hf://"):
         try:  # block_size=0: a stream, read only as far as --max_tokens
-            raw = hub("--input FILE").HfFileSystem().open(source, "rb", block_size=0)
+            hub = needs("huggingface_hub", "downloading", ", or pass --input FILE")
+            raw = hub.HfFileSystem().open(source, "rb", block_size=0)
         except Exception as e:  # offline, unreachable (httpx's errors are not OSErrors), no file
             raise SystemExit(f"error: could not open {source} ({first_line(e)}); check the "
                              "connection and HF_ENDPOINT, or pass --input FILE")
@@ -88,11 +79,7 @@ def open_lines(source):
         raise SystemExit(f"error: {source} does not exist; pass --input with a .jsonl or "
                          ".jsonl.zst file or hf:// path")
     if source.endswith(".zst"):
-        try:
-            import zstandard  # only here: plain .jsonl needs no extra package
-        except ImportError:
-            raise SystemExit("error: reading .zst files needs the zstandard package; pip install "
-                             "zstandard") from None
+        zstandard = needs("zstandard", "reading .zst files")
         # the Pile was compressed with large windows; allow them rather than fail on some shards
         raw = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw)
     # errors="replace": an invalid byte costs one character, not the document or the run
@@ -116,15 +103,15 @@ def main(argv=None):
         raise SystemExit("error: --val_fraction must be between 0 and 1, e.g. 0.005")
     if args.tokenizer_json and args.encoding != "neox":
         raise SystemExit("error: --tokenizer_json is a NeoX tokenizer file; add --encoding=neox")
-    encode, tokenizer = make_encoder(args.encoding, args.tokenizer_json)  # first: a bad one
-    # writes nothing. The model's vocab_size: the tokenizer's padded up to a multiple of 64 (GPT-2's
-    # 50257 and NeoX's 50277 both give 50304, Pythia's own), as nanoGPT: round matmuls run faster.
+    encode, tokenizer = make_encoder(args.encoding, args.tokenizer_json)  # before any file
+    # vocab_size: the tokenizer's padded to a multiple of 64 (GPT-2's 50257 and NeoX's 50277 both
+    # give 50304, Pythia's own), as nanoGPT: round matmuls run faster
     meta = {"vocab_size": -(-tokenizer["n_vocab"] // 64) * 64, **tokenizer}
     n_tokens, n_docs, n_bad = {"train": 0, "val": 0}, 0, 0
     with written(args.out_dir, "train.bin", "val.bin", "meta.json") as (train, val, meta_json), \
             open_lines(args.input) as lines, \
-            tqdm(total=args.max_tokens, unit="tok", unit_scale=True, disable=None) as bar:  # None:
-        try:  # a bar on a terminal, none in logs and pipes
+            tqdm(total=args.max_tokens, unit="tok", unit_scale=True, disable=None) as bar:
+        try:  # disable=None: a progress bar on a terminal, none in logs and pipes
             for line in filter(str.strip, lines):  # blank lines, e.g. at the end, are no documents
                 try:
                     text = json.loads(line)["text"]

@@ -1,19 +1,14 @@
-"""
-Tiny Shakespeare (1.1M characters) at the character level, as in char-rnn and nanoGPT. Downloads
-input.txt next to this script, or reads --input PATH. Splits 90/10 and writes train.bin and val.bin
-(uint16 token ids) and meta.json (the vocabulary, as JSON: no pickle to trust).
-"""
+"""Tiny Shakespeare (1.1M characters) at the character level, as in char-rnn and nanoGPT.
+Downloads input.txt next to this script, or reads --input PATH. Splits 90/10 and writes train.bin,
+val.bin and meta.json."""
 import argparse
-import json
 import os
 import sys
 import urllib.request
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', '..'))
-from data.tokenizer import written  # noqa: E402 (the repository root is on the path now)
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's root, for data.tokenizer
+from data.tokenizer import save_dataset, written  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -42,12 +37,7 @@ chars = sorted(set(text))
 if not text or len(chars) > 65536:  # ids are stored as uint16
     raise SystemExit(f"error: {path} is empty or has over 65536 distinct characters; pass "
                      "--input with another text file")
-stoi = {ch: i for i, ch in enumerate(chars)}
 n = int(0.9 * len(text))  # a plain cut, not a shuffle: val is the end of the text, never trained on
-ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-with written(args.out_dir, "train.bin", "val.bin", "meta.json") as (train, val, meta):
-    train.write(ids[:n].tobytes())
-    val.write(ids[n:].tobytes())
-    meta.write(json.dumps(dict(vocab_size=len(chars), itos=chars, stoi=stoi), indent=1).encode())
+save_dataset(args.out_dir, chars, text[:n], text[n:])
 print(f"{len(text):,} characters, vocab size {len(chars)}: train {n:,} tokens, val "
       f"{len(text) - n:,} tokens")

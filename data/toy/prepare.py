@@ -1,20 +1,15 @@
-"""
-The toy dataset: character-level lines of four tasks, every character labelled with how hard it is
-to predict, to see whether the model ponders longer where pondering helps (readme.md: the lines and
-the labels). No download: a seeded generator. Writes train.bin, val.bin (uint16 token ids),
-val_class.bin (uint8, one class per val token) and meta.json.
-"""
-import argparse
-import json
+"""The toy dataset: character-level lines of four tasks, every character labelled with how hard
+it is to predict, to see whether the model ponders longer where pondering helps (readme.md: the
+lines and the labels). No download: a seeded generator. Writes train.bin, val.bin, val_class.bin
+and meta.json."""
 import os
 import random
 import string
 import sys
 
-import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
-from data.tokenizer import written  # noqa: E402 (the repository root is on the path now)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's root, for data.tokenizer
+from data.tokenizer import generated_main, lines, save_dataset  # noqa: E402
 
 TRIVIAL, COPY, COMPUTED, NOISE = range(4)
 CLASSES = ["trivial", "copy", "computed", "noise"]
@@ -28,7 +23,7 @@ NOISE_LEN = (6, 16)  # min, max length of a noise line
 MAX_DIGITS = 3  # operands have 1..MAX_DIGITS digits
 # the mix that makes each class >= ~10% of the characters: add lines are short but hold all the
 # computed characters, so they come most often; every other line type has plenty of noise
-LINE_TYPES, LINE_WEIGHTS = "PCAN", [0.2, 0.25, 0.5, 0.05]
+LINE_WEIGHTS = [0.2, 0.25, 0.5, 0.05]  # P, C, A, N
 
 # -----------------------------------------------------------------------------
 # one function per line type; each returns the line's text and one class per character
@@ -80,55 +75,20 @@ def noise_line(rng):
     return "N:" + s + "\n", [NOISE, TRIVIAL] + [NOISE] * len(s) + [end]
 
 
-MAKE_LINE = {"P": pattern_line, "C": copy_line, "A": add_line, "N": noise_line}
-
-# -----------------------------------------------------------------------------
-
-
-def generate(rng, n_chars):
-    """Whole lines until there are at least n_chars characters; returns (text, labels)."""
-    texts, labels, n = [], [], 0
-    while n < n_chars:  # the tag that starts a line is a random choice: labelled noise
-        text, lab = MAKE_LINE[rng.choices(LINE_TYPES, weights=LINE_WEIGHTS)[0]](rng)
-        assert len(text) == len(lab)
-        texts.append(text)
-        labels.extend(lab)
-        n += len(text)
-    return "".join(texts), labels
+def make_line(rng):  # the tag that starts a line is a random choice: labelled noise
+    return rng.choices([pattern_line, copy_line, add_line, noise_line], LINE_WEIGHTS)[0](rng)
 
 
 def prepare(out_dir, seed=1337, train_chars=1_000_000, val_chars=100_000):
     rng = random.Random(seed)  # one stream: train first, then val, so the two never share lines
-    train_text, _ = generate(rng, train_chars)
-    val_text, val_labels = generate(rng, val_chars)
-    stoi = {ch: i for i, ch in enumerate(CHARS)}
-    meta = dict(vocab_size=len(CHARS), itos=CHARS, stoi=stoi, classes=CLASSES,  # val_class: index
-                seed=seed, train_chars=len(train_text), val_chars=len(val_text))
-    names = "train.bin", "val.bin", "val_class.bin", "meta.json"
-    with written(out_dir, *names) as (train, val, val_class, meta_json):
-        train.write(np.array([stoi[c] for c in train_text], dtype=np.uint16).tobytes())
-        val.write(np.array([stoi[c] for c in val_text], dtype=np.uint16).tobytes())
-        val_class.write(np.array(val_labels, dtype=np.uint8).tobytes())
-        meta_json.write(json.dumps(meta, indent=1).encode())
-    return meta, val_labels
+    (train, _), (val, labels) = lines(rng, train_chars, make_line), lines(rng, val_chars, make_line)
+    meta = save_dataset(out_dir, CHARS, train, val, labels, classes=CLASSES, seed=seed,
+                        train_chars=len(train), val_chars=len(val))  # val_class: index in classes
+    return meta, labels
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="generate the toy difficulty-labelled dataset")
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--train_chars", type=int, default=1_000_000)
-    parser.add_argument("--val_chars", type=int, default=100_000)
-    parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
-    args = parser.parse_args(argv)
-    if args.train_chars < 1 or args.val_chars < 1:
-        raise SystemExit("error: --train_chars and --val_chars must be positive; pass e.g. "
-                         "--val_chars 100000")
-    meta, val_labels = prepare(args.out_dir, args.seed, args.train_chars, args.val_chars)
-    shares = np.bincount(val_labels, minlength=len(CLASSES)) / len(val_labels)
-    print(f"vocab size {meta['vocab_size']}, train {meta['train_chars']:,} chars, val "
-          f"{meta['val_chars']:,} chars")
-    print("val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(CLASSES, shares)))
-    print(f"wrote train.bin, val.bin, val_class.bin, meta.json to {args.out_dir}")
+    generated_main(argv, prepare, "chars", "generate the toy difficulty-labelled dataset", HERE)
 
 
 if __name__ == "__main__":
