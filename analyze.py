@@ -4,7 +4,7 @@ depths of the same mean (uniform, geometric, least spread: floor or ceil of it),
 checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves: training curves.
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none
 $ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png"""
-from configurator import check, configure, die, or_die, print_table  # first: Ctrl-C in imports
+from configurator import check, configure, die, or_die  # first: Ctrl-C in imports
 import json
 import math
 import os
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import depth_histogram
-from data.show import PICTURES
+from data.show import PICTURES, print_table
 from data.tokenizer import load_tokenizer, read_prompt
 from pretrained import load_checkpoint, pick_device, read_meta, read_tokens, score, tau_for_passes
 

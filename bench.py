@@ -15,7 +15,8 @@ from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
 from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram
-from configurator import check, configure, die, interrupted, or_die, print_table
+from configurator import check, configure, die, interrupted, or_die
+from data.show import print_table
 from pretrained import device_peak_flops, load_checkpoint, pick_device, read_tokens, tau_for_passes
 
 # -----------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""How every script takes its settings, after nanoGPT's configurator, and ends on bad input or
-Ctrl-C in one line. `python train.py config/toy.py --batch_size=32` sets its globals from config
-files, then --key=value (a Python literal, else a string; `--key value`, a bare --flag; --help)."""
+"""Every script's settings, after nanoGPT's configurator: config files, then --key=value (a Python
+literal, else a string; --key value, a bare --flag, --help); one line on bad input or Ctrl-C."""
 import ast
 import difflib
 import os
+import re
 import sys
 
 KINDS = (int, float, bool, str, type(None))  # the types a setting may have
@@ -47,9 +47,8 @@ def configure(settings, argv=None):
     args, given, key = list(sys.argv[1:] if argv is None else argv), {}, None
     if '--help' in args or '-h' in args:  # each setting, its default and its comment; then exit
         script = settings.get('__file__') or sys.argv[0]
-        lines = open(script, encoding='utf-8').readlines() if os.path.isfile(script) else []
-        comments = {name: rest.split('  # ', 1)[1].strip() for name, _, rest in  # the first wins
-                    (line.partition(' = ') for line in reversed(lines)) if '  # ' in rest}
+        source = open(script, encoding='utf-8').read() if os.path.isfile(script) else ''
+        comments = dict(re.findall(r'^(\w+) = .*?  # (.*?)\s*$', source, re.M)[::-1])  # 1st wins
         print(f"usage: python {os.path.basename(script) or 'script.py'} [config/file.py ...] "
               "[--key=value ...]\nsettings (default, then what it does):")
         for k in keys:
@@ -102,26 +101,20 @@ def shown(value):  # a value as typed after --key=
     return value if isinstance(value, str) and value.split() == [value] else repr(value)
 
 def check(settings, table):
-    """Die at the first setting its rule refuses. A rule is a tuple of the values allowed, or an
-    interval like '[0, 1)', 'integer [1, inf)'; ' or None' after it lets None through."""
+    """Die at the first setting its rule refuses: a tuple of the values allowed, or an interval like
+    '[0, 1)', 'integer [1, inf)', '[0, learning_rate]' (another setting); ' or None': None too."""
     for key, rule in table.items():
         value, none_ok = settings[key], isinstance(rule, str) and rule.endswith(' or None')
         if isinstance(rule, tuple) and value not in rule:
             die(f"{key}={shown(value)} is not one of {', '.join(map(shown, rule))}; pass one")
         if isinstance(rule, tuple) or value is None and none_ok:
             continue
-        interval = rule.removesuffix(' or None').removeprefix('integer ')
-        integer, (lo, hi) = rule.startswith('integer '), map(float, interval[1:-1].split(','))
+        interval = re.sub(r'\w+', lambda m: f'{m[0]}={settings[m[0]]}' if m[0] in settings else
+                          m[0], rule.removesuffix(' or None').removeprefix('integer '))
+        integer = rule.startswith('integer ')
+        lo, hi = (float(bound.split('=')[-1]) for bound in interval[1:-1].split(','))
         number = type(value) is int or type(value) is float and not integer
         if not (number and (lo <= value if interval[0] == '[' else lo < value) and
                 (value <= hi if interval[-1] == ']' else value < hi)):
             die(f"{key}={shown(value)} is out of range; pass --{key}=<"
                 f"{'an integer' if integer else 'a number'} in {interval}{' or None' * none_ok}>")
-
-def print_table(tag, rows):
-    """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
-    keys = list(dict.fromkeys(key for row in rows for key in row))
-    cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
-    widths = [max(map(len, column)) for column in zip(*cells)]
-    for line in cells:
-        print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())

@@ -4,7 +4,7 @@ threshold tau, cap on passes). Settings follow lm-eval's names; tasks: lm-eval's
 $ python downstream.py --out_dir=out-pile --tasks=lambada_openai,piqa --halt_threshold=0,1e-4,0.1
 $ python downstream.py --init_from=zeng123/PonderingPythia-1.4B --tasks=piqa --n_ponder=3,1,0
 $ python downstream.py --include_path=data/toy/tasks --tasks=toy_copy,toy_add   # the toy model"""
-from configurator import check, configure, die, first_line, interrupted, or_die, print_table
+from configurator import check, configure, die, first_line, interrupted, or_die
 import difflib
 import itertools
 import json
@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
+from data.show import print_table
 from data.tokenizer import load_tokenizer
 from pretrained import from_pretrained, load_checkpoint, pick_device
 

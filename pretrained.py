@@ -2,11 +2,14 @@
     model, ckpt = load_checkpoint('out-toy/ckpt.pt', halt_threshold=0.01)  # ours, at another tau
     model = from_pretrained('pythia-70m', n_ponder=3)        # new gates on a plain Pythia
     model = from_pretrained('zeng123/PonderingPythia-1.4B')  # PonderLM, K from its config"""
+import difflib
 import errno
 import glob
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from contextlib import nullcontext
 from dataclasses import asdict, fields
 
@@ -119,6 +122,16 @@ def from_pretrained(name_or_path, **config_overrides):
     if left := [k for k in weights if not k.endswith(unused)]:
         raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
     return model
+
+def check_init_from(init_from):
+    """train.py's init_from names a GPT-NeoX model (a folder, a hub id): not ours, not a typo."""
+    folder = init_from if os.path.isdir(init_from) else os.path.dirname(init_from) or '.'
+    if init_from.endswith('.pt') or os.path.isfile(os.path.join(folder, 'ckpt.pt')):
+        raise ValueError(f"{init_from} is an AdaPonder checkpoint: continue it with "
+                         f"--init_from=resume --out_dir={folder}")
+    if guess := difflib.get_close_matches(init_from.lower(), ('scratch', 'resume'), n=1):
+        raise ValueError(f"init_from={init_from}: did you mean {guess[0]}? Or pass a GPT-NeoX "
+                         "model's folder or hub id, like pythia-70m")
 
 def neox_architecture(hf, path):
     get = hf.get
@@ -255,6 +268,83 @@ def read_meta(folder, fix='prepare the dataset'):
         raise ValueError(f"{path} has no valid vocab_size ({first_line(e)}); {fix} again") from None
     return meta
 
+def open_dataset(folder, min_tokens=1, make=False):
+    """A prepared dataset: data_dir/<name>/ with train.bin and val.bin of min_tokens or more, and
+    its meta.json, returned with how to prepare it. make: only make toy or hops, if missing."""
+    name = os.path.basename(os.path.normpath(folder))
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', name, 'prepare.py')
+    how = (f"run python {os.path.relpath(script)}" + f" --out_dir={folder}" * (
+        os.path.normpath(folder) != os.path.join('data', name)) if os.path.exists(script) else
+        "prepare it (see data/*/readme.md)")
+    if make:  # in seconds, with the script's own output
+        if name in ('toy', 'hops') and not os.path.exists(os.path.join(folder, 'train.bin')) and \
+                subprocess.run([sys.executable, script, f'--out_dir={folder}']).returncode:
+            raise ValueError(f"could not prepare {folder}; run python {script} to see why")
+        return None
+    for split in ('train', 'val'):
+        read_tokens(os.path.join(folder, f'{split}.bin'), min_tokens, how)
+    return read_meta(folder, how), how
+
+def ranks_agree(model):
+    """DDP keeps every rank's weights identical: True if they are, bit for bit, on every rank."""
+    mine = torch.cat([p.detach().flatten() for p in model.parameters()])
+    rank0 = mine.clone()
+    torch.distributed.broadcast(rank0, src=0)
+    differ = torch.tensor([float(not torch.equal(mine, rank0))], device=mine.device)
+    torch.distributed.all_reduce(differ, op=torch.distributed.ReduceOp.MAX)
+    return differ.item() == 0
+
+def saved_run(path):
+    """A checkpoint's saved settings, and those a resumed run keeps (model, data), read by mmap
+    (only these are loaded); nothing if it is missing or not ours (load_checkpoint says which)."""
+    try:
+        saved = torch.load(path, 'cpu', weights_only=True, mmap=True)
+        return saved['config'], dict(saved['model_args'], dataset=saved['dataset'],
+                                     one_pass_iters=saved['config'].get('one_pass_iters', 0))
+    except Exception:
+        return {}, {}
+
+def check_resumable(ckpt, path, max_iters, data_path):
+    """A checkpoint train.py can continue: its training state, steps left, tokens that still fit."""
+    if missing := {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(ckpt):
+        raise ValueError(f"{path} lacks {', '.join(sorted(missing))}, so it cannot be resumed")
+    if ckpt['iter_num'] >= max_iters:
+        raise ValueError(f"{path} is at step {ckpt['iter_num']} already, max_iters={max_iters}: "
+                         "nothing to train; pass a larger --max_iters")
+    meta, vocab_size = read_meta(data_path), ckpt['model_args']['vocab_size']
+    trained_on = ckpt.get('vocab_size', vocab_size)  # older checkpoints: a char model's
+    if trained_on != meta['vocab_size'] and (trained_on != vocab_size or 'itos' in meta):
+        raise ValueError(f"the model's vocab_size {vocab_size} does not fit the "
+                         f"{meta['vocab_size']} tokens of {data_path}/meta.json (it trained on "
+                         f"{trained_on}); was it prepared again?")
+
+def why_diverged(dtype, grad_clip, learning_rate, gate_lr_mult):  # the likeliest cause first
+    if dtype == 'float16':
+        return "dtype=float16 likely overflowed: pass --dtype=bfloat16"
+    if not grad_clip:
+        return "grad_clip=0 lets one bad batch blow up the weights: pass --grad_clip=1.0"
+    return (f"learning_rate={learning_rate:g} is likely too high: try --learning_rate="
+            f"{learning_rate / 3:.2g}" + f" or a lower --gate_lr_mult than {gate_lr_mult:g}"
+            * (gate_lr_mult > 1))
+
+def start_metrics(path, resumed_at=None):
+    """out_dir's metrics.jsonl, a JSON row for each line train.py prints: empty for a new run; for a
+    run resumed at a step, its rows up to that step (one that died after its last checkpoint wrote
+    more). Rewritten by tmp file and rename; returns how many unreadable lines were dropped."""
+    def step(row):  # inf if a crash cut the row short, or it is garbled
+        try:
+            return json.loads(row)['step'] if row.endswith('\n') else float('inf')
+        except (ValueError, TypeError, KeyError):
+            return float('inf')
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; move it away")
+    resumed = resumed_at is not None and os.path.exists(path)
+    rows = open(path, errors='replace').readlines() if resumed else []
+    with open(path + '.tmp', 'w') as f:  # a crash here cannot lose the rows kept
+        f.writelines(row for row in rows if step(row) <= resumed_at)
+    os.replace(path + '.tmp', path)
+    return sum(step(row) == float('inf') for row in rows)
+
 def lock_out_dir(out_dir):
     """Make out_dir and lock it while this process lives: two runs would corrupt its checkpoint."""
     try:
@@ -293,6 +383,21 @@ def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress
         depth.append(out.depth.flatten().cpu())
         correct.append((logits.argmax(-1) == y).cpu())
     return torch.cat(nll), torch.cat(depth), targets.flatten(), torch.cat(correct)
+
+def class_lines(model, folder, block_size, classes):
+    """A line for each class of a labelled val split (toy, hops: val_class.bin): the mean passes,
+    loss and accuracy of its tokens, and their share."""
+    nll, depth, _, correct = score(model, read_tokens(os.path.join(folder, 'val.bin')), block_size,
+                                   64, progress=True)
+    labels = np.fromfile(os.path.join(folder, 'val_class.bin'), dtype=np.uint8)  # of each token
+    labels = torch.from_numpy(labels[1:len(nll) + 1].astype(np.int64))  # of each target
+    lines = []
+    for c, name in enumerate(classes):
+        chosen = labels == c
+        lines.append(f"class name={name} passes={depth[chosen].float().mean():.2f} loss="
+                     f"{nll[chosen].mean():.3f} acc={correct[chosen].float().mean():.2f} "
+                     f"share={chosen.float().mean():.2f}")
+    return lines
 
 def tau_for_passes(passes_at, target, lo=1e-12, hi=1.0, tol=0.01, steps=30):
     """The tau where passes_at(tau) is target: bisection on log tau (gate values span decades)."""

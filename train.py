@@ -1,22 +1,17 @@
-"""
-Train an AdaPonderLM. With no arguments, the toy demo on a CPU (5 to 10 minutes): it prepares its
+"""Train an AdaPonderLM. With no arguments, the toy demo on a CPU (5 to 10 minutes): it prepares its
 data, trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
 $ python train.py config/shakespeare_char.py --max_iters=2000  # settings: --help
 $ python train.py config/toy.py --init_from=resume --max_iters=1000
 $ torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py
 A resumed run takes the settings saved in its checkpoint, then those given again (but none that
-would change its model or data). A trained ckpt.pt is never replaced; one run per out_dir.
-"""
+would change its model or data). A trained ckpt.pt is never replaced; one run per out_dir."""
 from configurator import check, configure, die, first_line, interrupted, or_die  # first: see there
 
-import difflib
 import gc
 import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import fields
 
@@ -28,8 +23,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
-from pretrained import (PRESETS, device_peak_flops, from_pretrained, load_checkpoint, lock_out_dir,
-                        pick_device, read_meta, read_tokens, save_checkpoint, score)
+from data.show import metrics_line
+from pretrained import (PRESETS, check_init_from, check_resumable, class_lines, device_peak_flops,
+                        from_pretrained, load_checkpoint, lock_out_dir, open_dataset, pick_device,
+                        ranks_agree, read_tokens, save_checkpoint, saved_run, start_metrics,
+                        why_diverged)
 
 # -----------------------------------------------------------------------------
 # default config values: the toy demo, 5 to 10 minutes at one thread on a 2-core CPU
@@ -96,19 +94,14 @@ MODEL_KEYS = {f.name for f in fields(AdaPonderConfig)} & set(config_keys) - {'bl
 THIS_RUN = {'init_from', 'out_dir', 'data_dir', 'device', 'dtype', 'compile', 'eval_only',
             'peak_tflops'}  # where and how this run goes, never from a checkpoint
 if init_from == 'resume':  # the checkpoint's settings, then those given again, in one update
-    try:  # mmap: only what is read here is loaded
-        saved = torch.load(os.path.join(out_dir, 'ckpt.pt'), 'cpu', weights_only=True, mmap=True)
-        was = dict(saved['model_args'], dataset=saved['dataset'],
-                   one_pass_iters=saved['config'].get('one_pass_iters', 0))
-    except Exception:  # none, or not ours: loading the model below says which, in one line
-        saved, was = {}, {}
+    saved, was = saved_run(os.path.join(out_dir, 'ckpt.pt'))  # none: loading the model says why
     if changed := [f"{k}={v!r} (the checkpoint's: {was[k]!r})" for k, v in sorted(given.items())
                    if k in MODEL_KEYS - {'bottom_k_frac'} | {'dataset', 'one_pass_iters'}
                    and v != was.get(k, v)]:
         die(f"a resumed run keeps its model and data, so it cannot honour {', '.join(changed)}; "
             "drop those settings, or train a new model in another --out_dir")
-    globals().update({k: v for k, v in saved.get('config', {}).items()
-                      if k in config_keys and k not in THIS_RUN}, **given)
+    globals().update({k: v for k, v in saved.items() if k in config_keys and k not in THIS_RUN},
+                     **given)
 elif model_preset in PRESETS:  # a named shape; shape keys given explicitly still win
     globals().update({k: v for k, v in PRESETS[model_preset].items() if k in config_keys}, **given)
 check(globals(), {
@@ -117,15 +110,13 @@ check(globals(), {
                      'gradient_accumulation_steps'), 'integer [1, 1e15]'),
     **dict.fromkeys(('warmup_iters', 'lr_decay_iters', 'gate_warmup_iters', 'one_pass_iters'),
                     'integer [0, 1e15]'),
-    **dict.fromkeys(('min_lr', 'weight_decay', 'grad_clip', 'gate_lr_mult', 'peak_tflops'),
-                    '[0, inf)'), 'learning_rate': '(0, inf)', 'seed': 'integer [0, 9.2e18)',
+    **dict.fromkeys(('weight_decay', 'grad_clip', 'gate_lr_mult', 'peak_tflops'), '[0, inf)'),
+    'learning_rate': '(0, inf)', 'min_lr': '[0, learning_rate]', 'seed': 'integer [0, 9.2e18)',
     **dict.fromkeys(('beta1', 'beta2'), '[0, 1)'), 'model_preset': ('', *PRESETS),
-    **dict.fromkeys(('bottom_k_frac', 'bottom_k_start', 'bottom_k_end'), '[0, 1]')})
-if min_lr > learning_rate or bottom_k_start > bottom_k_end or not out_dir:
-    die(f"min_lr={min_lr:g} is above learning_rate={learning_rate:g}: lower min_lr" if
-        min_lr > learning_rate else "out_dir is empty; pass the folder for the checkpoint" if
-        not out_dir else f"bottom_k_start={bottom_k_start} is after bottom_k_end={bottom_k_end}; "
-        "the ramp of k needs start <= end")
+    **dict.fromkeys(('bottom_k_frac', 'bottom_k_end'), '[0, 1]'),
+    'bottom_k_start': '[0, bottom_k_end]'})  # the ramp of k starts before it ends
+if not out_dir:
+    die("out_dir is empty; pass the folder for the checkpoint")
 if eval_only and init_from == 'scratch':
     die("eval_only with init_from='scratch' would score random weights; pass --init_from=resume")
 config = {k: globals()[k] for k in config_keys}  # what the checkpoint keeps of this run's settings
@@ -134,13 +125,13 @@ lr_decay_iters = lr_decay_iters or max_iters  # 0 stays in config: a longer resu
 # DDP (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE) and the device
 
 ddp = 'RANK' in os.environ
+rank, local_rank, world_size = 0, 0, 1  # one process, unless torchrun started several
 if ddp:
-    if 'TORCHELASTIC_RUN_ID' not in os.environ or not all(
-            os.environ.get(k, '').isdigit() for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')):
+    env = [os.environ.get(k, '') for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')]
+    if 'TORCHELASTIC_RUN_ID' not in os.environ or not all(v.isdigit() for v in env):
         die("RANK is set, but this process was not started by torchrun; unset RANK, or run "
             "torchrun --standalone --nproc_per_node=N train.py ...")
-    rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK',
-                                                                 'WORLD_SIZE'))
+    rank, local_rank, world_size = map(int, env)
     if gradient_accumulation_steps % world_size:
         die(f"gradient_accumulation_steps={gradient_accumulation_steps} is not divisible by the "
             f"{world_size} processes; pass a multiple of {world_size}")
@@ -148,8 +139,6 @@ if ddp:
     if device in ('auto', 'cuda') and torch.cuda.is_available():
         device = f'cuda:{local_rank}'  # one GPU per process
         torch.cuda.set_device(device)
-else:
-    rank, local_rank, world_size = 0, 0, 1
 device, dtype, autocast = or_die(pick_device, device, dtype)
 device_type = torch.device(device).type
 if ddp:
@@ -160,31 +149,21 @@ tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_
 torch.manual_seed(seed + rank)  # DDP copies rank 0's initial weights; dropout masks differ per rank
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')  # fp16 gradients underflow
 # -----------------------------------------------------------------------------
-# out_dir (one run at a time, a trained model never replaced), then the data: uint16 token ids
-# in train.bin and val.bin, the vocabulary in meta.json
+# out_dir (one run at a time, a trained model never replaced), then the data (data/*/readme.md)
 
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 metrics_path = os.path.join(out_dir, 'metrics.jsonl')  # every iter and eval line, for the curves
 if master_process and not eval_only:  # eval_only writes nothing
     lock = or_die(lock_out_dir, out_dir)  # held until the process ends
-    if os.path.isdir(metrics_path):
-        die(f"{metrics_path} is a folder; move it away")
 if init_from != 'resume' and not eval_only and os.path.exists(ckpt_path):
     die(f"{ckpt_path} already holds a trained model; continue it with --init_from=resume, or pass "
         "another --out_dir (or delete it first to start over)")
 data_path = os.path.join(data_dir, dataset)
-script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', dataset, 'prepare.py')
-how = (f"run python {os.path.relpath(script)}" + f" --out_dir={data_path}" * (data_dir != 'data')
-       if os.path.exists(script) else "prepare it (see data/*/readme.md)")
-if not os.path.exists(os.path.join(data_path, 'train.bin')) and dataset in ('toy', 'hops'):
-    prepare = [sys.executable, script, f'--out_dir={data_path}']  # made on the spot, in seconds
-    if master_process and subprocess.run(prepare).returncode:
-        die(f"could not prepare {data_path}; run python {script} to see why")
-    if ddp:
-        dist.barrier()  # the other ranks wait for rank 0 to write it
-for split in ('train', 'val'):
-    or_die(read_tokens, os.path.join(data_path, f'{split}.bin'), block_size + 1, how)
-meta = or_die(read_meta, data_path, how)
+if master_process:  # toy and hops are made on the spot, by rank 0
+    or_die(open_dataset, data_path, make=True)
+if ddp:
+    dist.barrier()  # the other ranks wait for it
+meta, how = or_die(open_dataset, data_path, block_size + 1)
 vocab_size = meta['vocab_size']
 if init_from not in ('scratch', 'resume') and meta.get('encoding') == 'gpt2':
     die(f"{init_from} reads GPT-NeoX tokens but {data_path} holds GPT-2 tokens; run python data/"
@@ -215,25 +194,11 @@ if init_from == 'scratch':
         **{k: config[k] for k in MODEL_KEYS}, block_size=block_size, vocab_size=vocab_size)))
 elif init_from == 'resume':  # the model as saved, its shape and pondering settings too
     model, checkpoint = or_die(load_checkpoint, ckpt_path, device)
-    if missing := {'optimizer', 'iter_num', 'best_val_loss', 'rng'} - set(checkpoint):
-        die(f"{ckpt_path} lacks {', '.join(sorted(missing))}, so it cannot be resumed")
-    iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
-    saved_step = iter_num
-    if iter_num >= max_iters and not eval_only:
-        die(f"{ckpt_path} is at step {iter_num} already, max_iters={max_iters}: nothing to train; "
-            "pass a larger --max_iters")
-    trained_on = checkpoint.get('vocab_size', model.config.vocab_size)  # older: a char model's
-    if trained_on != vocab_size and (trained_on != model.config.vocab_size or 'itos' in meta):
-        die(f"the model's vocab_size {model.config.vocab_size} does not fit the {vocab_size} "
-            f"tokens of {data_path}/meta.json (it trained on {trained_on}); was it prepared again?")
+    or_die(check_resumable, checkpoint, ckpt_path, math.inf if eval_only else max_iters, data_path)
+    iter_num = saved_step = checkpoint['iter_num']
+    best_val_loss = checkpoint['best_val_loss']
 else:  # continued pretraining: the backbone's weights, new gates, the settings given here
-    folder = init_from if os.path.isdir(init_from) else os.path.dirname(init_from) or '.'
-    if init_from.endswith('.pt') or os.path.isfile(os.path.join(folder, 'ckpt.pt')):
-        die(f"{init_from} is an AdaPonder checkpoint: continue it with --init_from=resume "
-            f"--out_dir={folder}")
-    if guess := difflib.get_close_matches(init_from.lower(), ('scratch', 'resume'), n=1):
-        die(f"init_from={init_from}: did you mean {guess[0]}? Or pass a GPT-NeoX model's folder or "
-            "hub id, like pythia-70m")
+    or_die(check_init_from, init_from)
     model = or_die(from_pretrained, init_from, **{k: given[k] for k in MODEL_KEYS & set(given)})
 if model.config.vocab_size < vocab_size or block_size > model.config.block_size:
     die(f"the model's vocab_size {model.config.vocab_size} does not fit the {vocab_size} tokens of "
@@ -248,9 +213,8 @@ raw_model = model  # the plain module: for FLOPs, scoring and saving, under comp
 # -----------------------------------------------------------------------------
 # optimizer, compile, DDP
 
-# AdamW, weight decay on matrices and embeddings only; the gates may learn faster (gate_lr_mult).
-# Each group carries its lr_mult for the schedule, in the order checkpoints keep.
-groups = {}  # (decays, is a gate): parameters
+# AdamW, weight decay on matrices and embeddings only; the gates may learn faster (gate_lr_mult)
+groups = {}  # (decays, is a gate): parameters, in the order checkpoints keep
 for name, p in model.named_parameters():
     groups.setdefault((p.dim() >= 2, name.startswith('gates.')), []).append(p)
 optimizer = torch.optim.AdamW(
@@ -269,7 +233,7 @@ if checkpoint is not None:
             torch.cuda.set_rng_state(checkpoint['rng']['cuda'])
     else:  # other ranks just move on to fresh masks
         torch.manual_seed(seed + rank + iter_num)
-    checkpoint = saved = None  # free the memory
+    checkpoint = None  # free the memory
 if compile:
     log("compiling the model... (takes a minute)")
     model = torch.compile(model)
@@ -290,8 +254,7 @@ def get_lr(it):  # linear warmup for warmup_iters, then cosine decay to min_lr a
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
-def get_bottom_k(it):  # k = 0 (cross-entropy only) first: the passes learn to help before the
-    # gates are pushed to halt; then k ramps linearly to bottom_k_frac
+def get_bottom_k(it):  # k = 0 first (cross-entropy only: passes learn to help), then a linear ramp
     start, end = bottom_k_start * max_iters, bottom_k_end * max_iters
     return 0.0 if it < start else bottom_k_frac if it >= end else \
         bottom_k_frac * (it - start) / (end - start)
@@ -324,7 +287,7 @@ def where_saved():  # the last good checkpoint, for the lines that end a run ear
 
 def save():  # the checkpoint holds the whole model, K+1 passes, even while one_pass_iters runs one
     global saved_step
-    rng = dict(batches=batch_gen.get_state(), torch=torch.get_rng_state())
+    rng = dict(batches=batch_gen.get_state(), torch=torch.get_rng_state())  # for an exact resume
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state()
     try:
@@ -335,17 +298,9 @@ def save():  # the checkpoint holds the whole model, K+1 passes, even while one_
         die(f"could not write {ckpt_path} ({first_line(e)}); {where_saved()}")
     saved_step = iter_num
 
-FORMATS = dict(loss='.4f', gate_loss='.2e', passes='.2f', k='.3f', lr='.2e', ms='.0f',
-               train_loss='.4f', val_loss='.4f', depth_hist='.2f', flops_vs_full='.2f',
-               tok_s='.0f', mfu='.1%')  # how each logged number is printed
-
-def log_metrics(kind, **metrics):  # `kind step=N key=value ...`; the numbers to metrics.jsonl
-    def text(v, spec):
-        return 'n/a' if v is None else f"[{','.join(text(x, spec) for x in v)}]" \
-            if isinstance(v, list) else f'{v:{spec}}'
+def log_metrics(kind, **metrics):  # `kind step=N key=value ...`; the same numbers to metrics.jsonl
     metrics = {'step': iter_num, **{k.replace('tok_s', 'tok/s'): v for k, v in metrics.items()}}
-    log(' '.join([kind] + [f"{k}={text(v, FORMATS.get(k.replace('/', '_'), 'd'))}"
-                           for k, v in metrics.items()]))
+    log(metrics_line(kind, metrics))
     if master_process and not eval_only:
         try:
             with open(metrics_path, 'a') as f:
@@ -353,23 +308,13 @@ def log_metrics(kind, **metrics):  # `kind step=N key=value ...`; the numbers to
         except OSError as e:
             die(f"could not write {metrics_path} ({e.strerror}); {where_saved()}")
 
-def row_step(line):  # the step of a metrics.jsonl line; inf if a crash cut it short, or garbled
-    try:
-        return json.loads(line)['step'] if line.endswith('\n') else math.inf
-    except (ValueError, TypeError, KeyError):
-        return math.inf
-
 def stop_if_diverged():  # a nan or inf loss ends the run on every rank, before anything is saved
     bad = first_bad_step.clone()
     if ddp:
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    if (step := int(bad.item())) >= 0:  # the likeliest cause first
-        die(f"the training loss became nan or inf at step {step}; {where_saved()}. " + (
-            "dtype=float16 likely overflowed: pass --dtype=bfloat16" if dtype == 'float16' else
-            "grad_clip=0 lets one bad batch blow up the weights: pass --grad_clip=1.0"
-            if not grad_clip else f"learning_rate={learning_rate:g} is likely too high: try "
-            f"--learning_rate={learning_rate / 3:.2g}" + (
-                f" or a lower --gate_lr_mult than {gate_lr_mult:g}" * (gate_lr_mult > 1))))
+    if (step := int(bad.item())) >= 0:
+        die(f"the training loss became nan or inf at step {step}; {where_saved()}. "
+            + why_diverged(dtype, grad_clip, learning_rate, gate_lr_mult))
 
 def on_signal(signum, frame):  # Ctrl-C, SIGTERM: the step in hand (and its checkpoint) first; a
     # second one, or any under DDP (whose ranks must stop together), ends the run at once
@@ -385,13 +330,8 @@ n_params = sum(p.numel() for name, p in raw_model.named_parameters()
                if not name.startswith(('wte', 'lm_head')))
 log(f"{n_params / 1e6:.2f}M non-embedding parameters, {tokens_per_iter:,} tokens per iteration, "
     f"device {device}, dtype {dtype}, world size {world_size}")
-if master_process and not eval_only:  # on resume, the lines up to the checkpoint's step: a run that
-    rows = open(metrics_path, errors='replace').readlines() if init_from == 'resume' and \
-        os.path.exists(metrics_path) else []  # died after its last checkpoint wrote more
-    with open(metrics_path + '.tmp', 'w') as f:  # a crash here cannot lose the lines kept
-        f.writelines(row for row in rows if row_step(row) <= iter_num)
-    os.replace(metrics_path + '.tmp', metrics_path)
-    if garbled := sum(row_step(row) == math.inf for row in rows):
+if master_process and not eval_only:  # a resumed run's rows up to its step, a new run's none
+    if garbled := or_die(start_metrics, metrics_path, iter_num if init_from == 'resume' else None):
         log(f"dropped {garbled} unreadable line{'s' * (garbled > 1)} of {metrics_path}")
 start_iter, stop_signal = iter_num, None
 signal.signal(signal.SIGINT, on_signal)
@@ -401,8 +341,7 @@ window_tokens, window_start = 0, time.time()  # throughput since the last eval
 bar = tqdm(total=max_iters, initial=iter_num, desc='train', disable=not master_process,
            dynamic_ncols=True)
 while True:
-    plain = iter_num < one_pass_iters  # one pass per token: a plain model, run eagerly (compiled,
-    # it would be two more graphs, for a few hundred steps)
+    plain = iter_num < one_pass_iters  # a plain model, one pass per token: eager, not 2 more graphs
     raw_model.set_inference(n_ponder=0 if plain else raw_model.trained_K)
     torch.compiler.set_stance('force_eager' if plain else 'default')
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
@@ -413,13 +352,12 @@ while True:
         if iter_num > start_iter or init_from != 'resume' or eval_only:  # not again on resume
             losses, hist = estimate_loss()
             flops = raw_model.flops_per_token(hist.tolist(), context=block_size)
-            peak = peak_tflops * 1e12 or device_peak_flops(device)
+            peak = (peak_tflops * 1e12 or device_peak_flops(device) or 0) * world_size
             ran = 3 * raw_model.flops_per_token(hist.tolist())['total'] * tok_s  # 3: + backward
-            mfu = ran / (peak * world_size) if peak and tok_s else None
             log_metrics('eval', train_loss=losses['train'], val_loss=losses['val'],
-                        passes=(hist / hist.sum() * torch.arange(1, len(hist) + 1)).sum().item(),
-                        depth_hist=(hist / hist.sum()).tolist(),
-                        flops_vs_full=flops['vs_full_depth'], tok_s=tok_s or None, mfu=mfu)
+                        passes=flops['mean_depth'], depth_hist=(hist / hist.sum()).tolist(),
+                        flops_vs_full=flops['vs_full_depth'], tok_s=tok_s or None,
+                        mfu=ran / peak if peak and tok_s else None)
             improved = losses['val'] < best_val_loss
             best_val_loss = min(best_val_loss, losses['val'])
             if master_process and iter_num > start_iter and (
@@ -471,24 +409,10 @@ if compile:  # one graph for training, one for evaluation, whatever the halting 
         f"recompiles={counters['frames']['ok'] - 1}")
 
 if master_process and os.path.exists(os.path.join(data_path, 'val_class.bin')):
-    # the toy dataset labels each token's difficulty: passes, loss and accuracy per class
-    val = np.fromfile(os.path.join(data_path, 'val.bin'), dtype=np.uint16)
-    with autocast:
-        nll, depth, _, correct = score(raw_model.eval(), val, block_size, 64, progress=True)
-    labels = np.fromfile(os.path.join(data_path, 'val_class.bin'), dtype=np.uint8)  # of each token
-    labels = torch.from_numpy(labels[1:len(nll) + 1].astype(np.int64))  # of each target
-    for c, name in enumerate(meta['classes']):
-        chosen = labels == c
-        print(f"class name={name} passes={depth[chosen].float().mean():.2f} loss="
-              f"{nll[chosen].mean():.3f} acc={correct[chosen].float().mean():.2f} "
-              f"share={chosen.float().mean():.2f}")
+    with autocast:  # the toy dataset labels each token's difficulty: passes, loss, accuracy, share
+        print(*class_lines(raw_model.eval(), data_path, block_size, meta['classes']), sep='\n')
 if ddp:
-    mine = torch.cat([p.detach().flatten() for p in raw_model.parameters()])
-    rank0 = mine.clone()
-    dist.broadcast(rank0, src=0)  # DDP keeps every rank's weights identical: check it, bit for bit
-    differ = torch.tensor([float(not torch.equal(mine, rank0))], device=mine.device)
-    dist.all_reduce(differ, op=dist.ReduceOp.MAX)
-    log(f"ddp ranks_agree={differ.item() == 0} world_size={world_size}")
+    log(f"ddp ranks_agree={ranks_agree(raw_model)} world_size={world_size}")
     # DDP holds the process group from inside a reference cycle; left to interpreter shutdown,
     # gloo's threads die with it and abort the process (measured: 1 run in 3 of a small DDP script)
     del model

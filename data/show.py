@@ -1,5 +1,6 @@
 """New tokens shown on the colour of the passes that chose them, as sample.py and the tutorial
-show them: on a terminal (show), as an HTML page (write_html) and as a PNG picture (write_image)."""
+show them: on a terminal (show), as an HTML page (write_html) and as a PNG picture (write_image);
+and the scripts' numbers: tables (print_table), a training run's lines (metrics_line)."""
 import itertools
 import os
 from html import escape
@@ -90,3 +91,25 @@ def write_image(path, prompt, samples, colours, width=80):
         for x, (c, _) in enumerate(row):
             ax.text(x + .5, y + .5, c, ha='center', va='center', family='monospace', fontsize=10)
     fig.savefig(path, dpi=144, bbox_inches='tight', pad_inches=.125)  # a stats line may be widest
+
+
+def print_table(tag, rows):
+    """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[f'{key}={row[key]}' if key in row else '' for key in keys] for row in rows]
+    widths = [max(map(len, column)) for column in zip(*cells)]
+    for line in cells:
+        print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+FORMATS = {'loss': '.4f', 'gate_loss': '.2e', 'passes': '.2f', 'k': '.3f', 'lr': '.2e', 'ms': '.0f',
+           'train_loss': '.4f', 'val_loss': '.4f', 'depth_hist': '.2f', 'flops_vs_full': '.2f',
+           'tok/s': '.0f', 'mfu': '.1%'}  # how each number train.py logs is printed
+
+
+def metrics_line(kind, metrics):
+    """`kind key=value ...`: each number in its FORMATS format (else an integer), None as n/a."""
+    def text(v, spec):
+        return 'n/a' if v is None else f"[{','.join(text(x, spec) for x in v)}]" \
+            if isinstance(v, list) else f'{v:{spec}}'
+    return ' '.join([kind] + [f"{k}={text(v, FORMATS.get(k, 'd'))}" for k, v in metrics.items()])
