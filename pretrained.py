@@ -1,4 +1,5 @@
-"""Weights in and out (ours; Pythia and PonderLM imported), every script's device, data, out_dir:
+"""Weights in and out (ours; Pythia and PonderLM imported), and what the scripts share: the
+device, datasets, a training run's out_dir and checks, scoring.
     model, ckpt = load_checkpoint('out-toy/ckpt.pt', halt_threshold=0.01)  # ours, at another tau
     model = from_pretrained('pythia-70m', n_ponder=3)        # new gates on a plain Pythia
     model = from_pretrained('zeng123/PonderingPythia-1.4B')  # PonderLM, K from its config"""
@@ -20,6 +21,8 @@ from tqdm import tqdm
 
 from adaponder import AdaPonderConfig, AdaPonderLM
 from configurator import first_line
+
+# ---- our checkpoints: written whole or not at all, read back with weights_only ----
 
 def save_checkpoint(path, model, **extra):
     """Save the plain weights, config and extra atomically: a crash mid-save keeps the old file."""
@@ -78,6 +81,8 @@ def load_checkpoint(path, device='cpu', **settings):
     model.set_inference(**settings)
     return model.to(device), ckpt
 
+# ---- GPT-NeoX weights (Pythia, PonderLM) as an AdaPonderLM ----
+
 PRESETS = {  # the real Pythia shapes (GPT-NeoX tokenizer: 50304 padded vocabulary, 2048 context)
     'pythia-14m': dict(n_layer=6, n_head=4, n_embd=128, block_size=2048),
     'pythia-70m': dict(n_layer=6, n_head=8, n_embd=512, block_size=2048),
@@ -122,16 +127,6 @@ def from_pretrained(name_or_path, **config_overrides):
     if left := [k for k in weights if not k.endswith(unused)]:
         raise ValueError(f"{path} has weights AdaPonderLM has no place for: {', '.join(left[:4])}")
     return model
-
-def check_init_from(init_from):
-    """train.py's init_from names a GPT-NeoX model (a folder, a hub id): not ours, not a typo."""
-    folder = init_from if os.path.isdir(init_from) else os.path.dirname(init_from) or '.'
-    if init_from.endswith('.pt') or os.path.isfile(os.path.join(folder, 'ckpt.pt')):
-        raise ValueError(f"{init_from} is an AdaPonder checkpoint: continue it with "
-                         f"--init_from=resume --out_dir={folder}")
-    if guess := difflib.get_close_matches(init_from.lower(), ('scratch', 'resume'), n=1):
-        raise ValueError(f"init_from={init_from}: did you mean {guess[0]}? Or pass a GPT-NeoX "
-                         "model's folder or hub id, like pythia-70m")
 
 def neox_architecture(hf, path):
     get = hf.get
@@ -212,6 +207,8 @@ def download_checkpoint(hub_id):
     raise ValueError(f"{hub_id} on the model hub has no model.safetensors or pytorch_model.bin; "
                      "download it yourself and pass the directory")
 
+# ---- the device ----
+
 def pick_device(device='auto', dtype='auto'):
     """(device, dtype name, autocast context); weights stay float32, matmuls autocast to dtype."""
     device, kind = usable_device(device)
@@ -247,6 +244,8 @@ PEAK_BF16_TFLOPS = {'H200': 989, 'H100 PCIe': 756, 'H100': 989, 'GH200': 989, 'A
 def device_peak_flops(device):
     name = torch.cuda.get_device_name(device) if torch.device(device).type == 'cuda' else ''
     return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+# ---- a prepared dataset ----
 
 def read_tokens(path, min_tokens=1, fix='prepare the dataset'):
     if not os.path.isfile(path):
@@ -285,14 +284,47 @@ def open_dataset(folder, min_tokens=1, make=False):
         read_tokens(os.path.join(folder, f'{split}.bin'), min_tokens, how)
     return read_meta(folder, how), how
 
-def ranks_agree(model):
-    """DDP keeps every rank's weights identical: True if they are, bit for bit, on every rank."""
-    mine = torch.cat([p.detach().flatten() for p in model.parameters()])
-    rank0 = mine.clone()
-    torch.distributed.broadcast(rank0, src=0)
-    differ = torch.tensor([float(not torch.equal(mine, rank0))], device=mine.device)
-    torch.distributed.all_reduce(differ, op=torch.distributed.ReduceOp.MAX)
-    return differ.item() == 0
+# ---- a training run: its out_dir, and the checks train.py makes ----
+
+def lock_out_dir(out_dir):
+    """Make out_dir and lock it while this process lives: two runs would corrupt its checkpoint."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, 'train.lock'), 'a+')
+    except OSError as e:  # a file where the folder should be, a read-only disk
+        why = 'a file, not a folder' if os.path.isfile(out_dir) else e.strerror
+        raise ValueError(f"cannot write into out_dir={out_dir} ({why}); pass a folder you can "
+                         "write") from None
+    try:
+        import fcntl  # POSIX only: elsewhere two runs are not kept apart
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per process: one run, one lock
+    except ImportError:
+        return lock
+    except OSError:
+        lock.seek(0)
+        raise ValueError(f"another run (pid {lock.read().strip() or '?'}) is training in "
+                         f"{out_dir}; wait for it to end, or pass another --out_dir") from None
+    lock.truncate(0)
+    print(os.getpid(), end='', file=lock, flush=True)
+    return lock
+
+def start_metrics(path, resumed_at=None):
+    """out_dir's metrics.jsonl, a JSON row for each line train.py prints: empty for a new run; for a
+    run resumed at a step, its rows up to that step (one that died after its last checkpoint wrote
+    more). Rewritten by tmp file and rename; returns how many unreadable lines were dropped."""
+    def step(row):  # inf if a crash cut the row short, or it is garbled
+        try:
+            return json.loads(row)['step'] if row.endswith('\n') else float('inf')
+        except (ValueError, TypeError, KeyError):
+            return float('inf')
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; move it away")
+    resumed = resumed_at is not None and os.path.exists(path)
+    rows = open(path, errors='replace').readlines() if resumed else []
+    with open(path + '.tmp', 'w') as f:  # a crash here cannot lose the rows kept
+        f.writelines(row for row in rows if step(row) <= resumed_at)
+    os.replace(path + '.tmp', path)
+    return sum(step(row) == float('inf') for row in rows)
 
 def saved_run(path):
     """A checkpoint's saved settings, and those a resumed run keeps (model, data), read by mmap
@@ -318,6 +350,16 @@ def check_resumable(ckpt, path, max_iters, data_path):
                          f"{meta['vocab_size']} tokens of {data_path}/meta.json (it trained on "
                          f"{trained_on}); was it prepared again?")
 
+def check_init_from(init_from):
+    """train.py's init_from names a GPT-NeoX model (a folder, a hub id): not ours, not a typo."""
+    folder = init_from if os.path.isdir(init_from) else os.path.dirname(init_from) or '.'
+    if init_from.endswith('.pt') or os.path.isfile(os.path.join(folder, 'ckpt.pt')):
+        raise ValueError(f"{init_from} is an AdaPonder checkpoint: continue it with "
+                         f"--init_from=resume --out_dir={folder}")
+    if guess := difflib.get_close_matches(init_from.lower(), ('scratch', 'resume'), n=1):
+        raise ValueError(f"init_from={init_from}: did you mean {guess[0]}? Or pass a GPT-NeoX "
+                         "model's folder or hub id, like pythia-70m")
+
 def why_diverged(dtype, grad_clip, learning_rate, gate_lr_mult):  # the likeliest cause first
     if dtype == 'float16':
         return "dtype=float16 likely overflowed: pass --dtype=bfloat16"
@@ -327,45 +369,16 @@ def why_diverged(dtype, grad_clip, learning_rate, gate_lr_mult):  # the likelies
             f"{learning_rate / 3:.2g}" + f" or a lower --gate_lr_mult than {gate_lr_mult:g}"
             * (gate_lr_mult > 1))
 
-def start_metrics(path, resumed_at=None):
-    """out_dir's metrics.jsonl, a JSON row for each line train.py prints: empty for a new run; for a
-    run resumed at a step, its rows up to that step (one that died after its last checkpoint wrote
-    more). Rewritten by tmp file and rename; returns how many unreadable lines were dropped."""
-    def step(row):  # inf if a crash cut the row short, or it is garbled
-        try:
-            return json.loads(row)['step'] if row.endswith('\n') else float('inf')
-        except (ValueError, TypeError, KeyError):
-            return float('inf')
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder; move it away")
-    resumed = resumed_at is not None and os.path.exists(path)
-    rows = open(path, errors='replace').readlines() if resumed else []
-    with open(path + '.tmp', 'w') as f:  # a crash here cannot lose the rows kept
-        f.writelines(row for row in rows if step(row) <= resumed_at)
-    os.replace(path + '.tmp', path)
-    return sum(step(row) == float('inf') for row in rows)
+def ranks_agree(model):
+    """DDP keeps every rank's weights identical: True if they are, bit for bit, on every rank."""
+    mine = torch.cat([p.detach().flatten() for p in model.parameters()])
+    rank0 = mine.clone()
+    torch.distributed.broadcast(rank0, src=0)
+    differ = torch.tensor([float(not torch.equal(mine, rank0))], device=mine.device)
+    torch.distributed.all_reduce(differ, op=torch.distributed.ReduceOp.MAX)
+    return differ.item() == 0
 
-def lock_out_dir(out_dir):
-    """Make out_dir and lock it while this process lives: two runs would corrupt its checkpoint."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        lock = open(os.path.join(out_dir, 'train.lock'), 'a+')
-    except OSError as e:  # a file where the folder should be, a read-only disk
-        why = 'a file, not a folder' if os.path.isfile(out_dir) else e.strerror
-        raise ValueError(f"cannot write into out_dir={out_dir} ({why}); pass a folder you can "
-                         "write") from None
-    try:
-        import fcntl  # POSIX only: elsewhere two runs are not kept apart
-        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per process: one run, one lock
-    except ImportError:
-        return lock
-    except OSError:
-        lock.seek(0)
-        raise ValueError(f"another run (pid {lock.read().strip() or '?'}) is training in "
-                         f"{out_dir}; wait for it to end, or pass another --out_dir") from None
-    lock.truncate(0)
-    print(os.getpid(), end='', file=lock, flush=True)
-    return lock
+# ---- scoring a split (train.py's class lines, analyze.py) ----
 
 @torch.no_grad()
 def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress=False):
