@@ -18,7 +18,6 @@ from torch.nn import functional as F
 # -----------------------------------------------------------------------------
 # The backbone: GPT-NeoX (Pythia) blocks
 
-
 def rotary_tables(head_dim, rotary_pct, max_len, base=10000):
     """cos/sin tables for rotary position embedding on the first rotary_pct of each head's dims."""
     rot = int(head_dim * rotary_pct)
@@ -26,7 +25,6 @@ def rotary_tables(head_dim, rotary_pct, max_len, base=10000):
     angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (L, rot/2)
     angles = torch.cat([angles, angles], dim=-1)  # (L, rot): GPT-NeoX rotates the two halves
     return angles.cos(), angles.sin()
-
 
 def apply_rotary(x, cos, sin):
     """x: (..., nh, hs); cos, sin: (..., 1, rot) already indexed by each row's position."""
@@ -36,13 +34,11 @@ def apply_rotary(x, cos, sin):
     rotated = torch.cat([-x2, x1], dim=-1)
     return torch.cat([x_rot * cos.to(x.dtype) + rotated * sin.to(x.dtype), x_pass], dim=-1)
 
-
 def attention(q, k, v, **how):
     """Scaled dot-product attention on (B, T, nh, hs) queries and (B, S, nh, hs) keys and values."""
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T or S, hs)
     y = F.scaled_dot_product_attention(q, k, v, **how)
     return y.transpose(1, 2)  # (B, T, nh, hs)
-
 
 class CausalSelfAttention(nn.Module):
     """On (B, T, C), or (N, C) running rows; the pass context picks their keys/values (KV reuse)."""
@@ -63,7 +59,6 @@ class CausalSelfAttention(nn.Module):
         y = ctx.attend(self.layer_idx, q, k, v)  # (..., nh, hs)
         return self.resid_dropout(self.proj(y.reshape(*lead, self.n_head * self.hs)))
 
-
 class Block(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -82,7 +77,6 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), ctx)
         return x + self.mlp(self.ln_2(x))
 
-
 # -----------------------------------------------------------------------------
 # Pass contexts: which rows run a pass, which keys/values attention sees. ponder() asks one for:
 #   begin_pass(i, running)  pass i starts; running (B, T) is m_i, the tokens still running
@@ -95,7 +89,6 @@ class Block(nn.Module):
 torch._dynamo.config.capture_scalar_outputs = True  # .item(): the packed queries' width
 torch._dynamo.config.capture_dynamic_output_shape_ops = True  # nonzero(): the running rows
 torch._dynamo.config.optimize_ddp = False  # DDP's graph split (at its buckets) fails on such sizes
-
 
 class AllRows:
     """Static shapes (nobody halts; static_shapes): every row runs, scatter() keeps a halted row's
@@ -122,7 +115,6 @@ class AllRows:
             k, v = self.scatter(self.prev[layer][0], k), self.scatter(self.prev[layer][1], v)
         self.prev[layer] = (k, v)
         return attention(q, k, v, is_causal=True, dropout_p=self.dropout)
-
 
 class RunningRows:
     """Only running tokens are computed, gathered into (N, ...) rows: a halted token costs nothing
@@ -186,7 +178,6 @@ class RunningRows:
         self.prev[layer] = (k, v)
         return self.attend_from_rows(q, k, v, self.dropout)
 
-
 class KVCache(RunningRows):
     """Decoding: one KV cache per pass. A chunk of new tokens (a prompt, or one) runs every pass;
     running tokens write their keys/values into its cache, a halted token's is the last pass's."""
@@ -219,7 +210,6 @@ class KVCache(RunningRows):
         k, v = (c[:, :, :self.n_keys].transpose(1, 2).to(q.dtype) for c in (ck, cv))  # (B, S, ..)
         return self.attend_from_rows(q, k, v)
 
-
 # -----------------------------------------------------------------------------
 # The model
 
@@ -233,7 +223,6 @@ RANGES = dict(vocab_size=(1, INF), block_size=(1, INF), n_layer=(1, INF), n_head
               rotary_pct=(0, 1), rotary_base=(1, INF), halt_threshold=(0, 1), bottom_k_frac=(0, 1),
               ponder_lambda=(0, INF), embed_scale=(1e-9, INF), first_embed_mult=(1e-9, INF),
               gate_bias_init=(-INF, INF), fixed_mean_depth=(1, INF))  # the config's numbers
-
 
 @dataclass
 class AdaPonderConfig:
@@ -283,7 +272,6 @@ class AdaPonderConfig:
             raise ValueError("halting='learned' needs gates, and this model has none (it was "
                              "trained with halting='none' or 'random'); use one of those")
 
-
 @dataclass
 class PonderOutput:
     logits: torch.Tensor  # (B, T, V), each token scored on the last pass it ran
@@ -291,7 +279,6 @@ class PonderOutput:
     loss: Optional[torch.Tensor] = None  # ce + ponder_lambda * gate_loss
     ce: Optional[torch.Tensor] = None
     gate_loss: Optional[torch.Tensor] = None
-
 
 class AdaPonderLM(nn.Module):
     def __init__(self, config):
@@ -512,7 +499,6 @@ class AdaPonderLM(nn.Module):
         out['mean_depth'] = sum(w[d - 1] * d for d in range(1, K + 2))
         return out
 
-
 def random_depths(shape, n_pass, mean, dist, device):
     """Depths in 1..n_pass of mean `mean` (capped): 'uniform', as wide as the range allows, rounded
     at random; 'geometric', on with probability c (bisected); 'least_spread', floor or ceil."""
@@ -533,11 +519,9 @@ def random_depths(shape, n_pass, mean, dist, device):
         depth += going
     return depth
 
-
 def depth_histogram(depth, n_pass):
     """Tokens that ran 1, 2, ..., n_pass passes: the form flops_per_token takes."""
     return torch.bincount(depth.flatten().cpu() - 1, minlength=n_pass).tolist()
-
 
 def sample_next(logits, temperature, top_k):
     """Next token (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k."""

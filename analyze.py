@@ -1,7 +1,6 @@
-"""Analyse a trained AdaPonderLM on the same tokens of a split: (1) depth vs difficulty, (2) the
-compute dial: other halting thresholds and caps on passes, each paired token by token against random
-depths of the same mean (uniform, geometric, least spread: floor or ceil of it), (3) other
-checkpoints of the dataset. --mode=lens: what each pass predicts. --mode=curves: training curves.
+"""Analyse a trained AdaPonderLM on a split: (1) depth vs difficulty, (2) the compute dial: halting
+thresholds and caps on passes, each paired token by token against random depths of the same mean,
+(3) other checkpoints. --mode=lens: each pass's predictions; --mode=curves: training curves.
 $ python analyze.py --out_dir=out-shakespeare-char --plot=dial.png --compare_ckpts=out-none
 $ python analyze.py --mode=lens --start="C:abc|ab"    # or --mode=curves --plot=curves.png"""
 from configurator import check, configure, die, or_die  # first: Ctrl-C in imports
@@ -10,7 +9,6 @@ import math
 import os
 import textwrap
 from contextlib import contextmanager, suppress
-from importlib.util import find_spec
 
 import numpy as np
 import torch
@@ -18,7 +16,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from adaponder import depth_histogram
-from data.show import PICTURES, print_table
+from data.show import check_files, print_table
 from data.tokenizer import load_tokenizer, read_prompt
 from pretrained import load_checkpoint, pick_device, read_meta, read_tokens, score, tau_for_passes
 
@@ -70,7 +68,6 @@ def load_split(dataset, cfg):
 
 @contextmanager
 def knobs(model, **changes):
-    """model.set_inference(**changes) inside the with, the previous settings back after it."""
     saved = model.set_inference(**changes)
     try:
         yield
@@ -112,8 +109,7 @@ def dial_run(model, data, tau, cap):
             fixed_mean_depth=learned['passes']) for dist in BASELINES})
 
 def dial(model, data):
-    """The dial: tau from 0 (never halt) over the decades around the trained tau to 0.9, caps K-1..0
-    at it, and for c = 2..K the tau giving c mean passes (there least_spread is the cap of c)."""
+    """The dial: taus from 0 to 0.9, caps K-1..0 at the trained tau, and taus giving 2..K passes."""
     cfg = model.config
     K, tau, learned = cfg.n_ponder, cfg.halt_threshold, cfg.halting == 'learned'
     taus = {0.0, 0.5, 0.9} | {tau * m for m in (0.01, 0.1, 0.3, 1, 3, 10, 30, 100, 1000)}
@@ -130,8 +126,7 @@ def dial(model, data):
     return sorted(runs, key=lambda r: (-r['cap'], r['tau']))
 
 def dial_row(run, full_flops, window):
-    """Table 2's row: learned halting's loss, each baseline's minus it (paired, ± s.e.), the margin
-    over the strongest: wins=yes above 2 s.e., LOSES below -2, no between, n/a: all depths alike."""
+    """Table 2's row: learned halting's loss, each baseline's minus it (paired, ± s.e.), wins."""
     learned = run['learned']
     row = dict(tau=f"{run['tau']:.3g}", cap=run['cap'], passes=f"{learned['passes']:.2f}",
                flops_vs_full=f"{learned['flops'] / full_flops:.3f}", loss=f"{learned['loss']:.4f}")
@@ -148,9 +143,8 @@ def describe(model, ckpt):
     cfg, seed = model.config, (ckpt.get('config') or {}).get('seed')
     kind = ('plain model' if cfg.n_ponder == 0 else 'PonderLM' if cfg.halting == 'none' else
             'AdaPonderLM' if cfg.halting == 'learned' else 'trained with random depths')
-    gated = cfg.halting == 'learned' and cfg.n_ponder  # below, parts that do not apply are False
-    parts = [f'{cfg.n_layer} x {cfg.n_embd}', f'K={cfg.n_ponder}',
-             gated and f'gate-loss weight {cfg.ponder_lambda:g}',
+    parts = [f'{cfg.n_layer} x {cfg.n_embd}', f'K={cfg.n_ponder}',  # False: does not apply
+             kind == 'AdaPonderLM' and f'gate-loss weight {cfg.ponder_lambda:g}',
              seed is not None and f'seed {seed}', 'iter_num' in ckpt and f"step {ckpt['iter_num']}"]
     return f"{kind} ({', '.join(filter(None, parts))})"
 
@@ -235,14 +229,13 @@ def analyze(model, ckpt, path):
 
 @torch.no_grad()
 def lens(model, ckpt, path):
-    """The logit lens: the greedy prediction after each pass j = 1..K+1 at each prompt position.
-    A cap of j passes gives pass j exactly: passes 1..j do not depend on the passes after."""
+    """The logit lens: the greedy prediction after each pass j = 1..K+1 at each prompt position."""
     encode, decode = or_die(load_tokenizer, data_dir, ckpt, model.config.vocab_size)
     ids = or_die(encode, or_die(read_prompt, start))[-model.config.block_size:]  # its last tokens
     idx = torch.tensor([ids], device=model.wte.weight.device)
     depth, per_pass = model(idx).depth[0], []  # (T,)
     for j in range(model.config.n_ponder + 1):
-        with knobs(model, n_ponder=j):
+        with knobs(model, n_ponder=j):  # exact: passes 1..j do not depend on those after
             per_pass.append(F.softmax(model(idx).logits[0].float(), -1).max(dim=-1))  # (T,) each
     quoted = lambda i: repr(decode([i])).replace(' ', '\u2423')  # noqa: E731 (a cell: one word)
     rows = [dict(pos=t, token=quoted(token), next=quoted(ids[t + 1]) if t + 1 < len(ids) else '?',
@@ -270,7 +263,6 @@ def curves(path):
     from matplotlib.figure import Figure
     fig = Figure(figsize=(8, 7))
     loss, passes, k = fig.subplots(3, 1, sharex=True, height_ratios=(3, 3, 1.5))
-
     def draw(ax, kind, key, *style, **kwargs):  # the rows of a kind that hold this number
         xy = [(r['step'], r[key]) for r in rows
               if r['kind'] == kind and isinstance(r.get(key), (int, float))]
@@ -304,15 +296,8 @@ if __name__ == '__main__':  # the tests import the functions above; Ctrl-C: conf
                           max_tokens='integer [1, inf)', seed='integer [0, 1e19)'))
     if mode == 'curves' and not plot:
         die("mode=curves draws a picture; pass its file, e.g. --plot=curves.png")
-    if plot and mode != 'lens':  # now, not after minutes of scoring
-        if find_spec('matplotlib') is None:
-            die("plot= draws with matplotlib, which is not installed; pip install matplotlib")
-        if not plot.lower().endswith(PICTURES) or os.path.isdir(plot):  # nor over ckpt.pt
-            die(f"plot={plot} is not a file name ending in {', '.join(PICTURES)}; pass e.g. "
-                "--plot=dial.png")
-        if not os.access(folder := os.path.dirname(plot) or '.', os.W_OK):
-            problem = 'is read-only' if os.path.isdir(folder) else 'does not exist'
-            die(f"plot={plot}: its folder {problem}; pass a file in a folder you can write")
+    if plot and mode != 'lens':  # now, not after minutes of scoring (and never over ckpt.pt)
+        or_die(check_files, plot=plot)
     if mode == 'curves':  # train.py's numbers: no model to load
         curves(os.path.join(out_dir, 'metrics.jsonl'))
     else:

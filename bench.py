@@ -12,16 +12,14 @@ import time
 
 import torch
 from torch._dynamo.utils import counters
-from torch.nn import functional as F
 
-from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, RunningRows, depth_histogram
+from adaponder import AdaPonderConfig, AdaPonderLM, AllRows, depth_histogram
 from configurator import check, configure, die, interrupted, or_die
 from data.show import print_table
 from pretrained import device_peak_flops, load_checkpoint, pick_device, read_tokens, tau_for_passes
 
 # -----------------------------------------------------------------------------
-# settings: the device picks a preset of shapes ('gpt2' on cuda, 'small' elsewhere); a setting given
-# explicitly (--key=value or a config file) wins over its preset's value
+# settings (--key=value or a config file): one given explicitly wins over its preset's value
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # 'auto': bfloat16 on GPUs that have it (else float16), float32 elsewhere
 compile = False  # torch.compile sections 1 and 4 (4: beside eager); cuda turns it on unless set
@@ -33,8 +31,7 @@ fixed_mean_depth = 2.0  # controlled halting: mean passes per token, out of K+1
 fixed_depth_dist = 'uniform'  # and how depths spread: 'uniform', 'geometric', 'least_spread'
 seed = 1337  # controlled halting draws depths from torch's RNG: reseeding repeats them exactly
 peak_tflops = 0.0  # the device's peak, for MFU; 0: a CUDA GPU's from pretrained.PEAK_BF16_TFLOPS
-# shapes: the values of the 'gpt2' preset, GPT-2 small, the shape nanoGPT's MFU is known at
-n_layer = 12
+n_layer = 12  # the shapes: the 'gpt2' preset's, GPT-2 small, the shape nanoGPT's MFU is known at
 n_head = 12
 n_embd = 768
 vocab_size = 50304
@@ -72,10 +69,12 @@ compile = explicit.get('compile', device.type == 'cuda')
 try:  # the lists: batch sizes 'b,...', section 4's shapes 'LxCxT,...' and mean passes 'm,...'
     decode_batches = [int(b) for b in str(decode_batch_sizes).split(',')]
     skip_models = [tuple(int(n) for n in shape.split('x')) for shape in str(skip_shapes).split(',')]
+    SKIP_SHAPES = [dict(n_layer=L, n_head=max(1, C // 64), n_embd=C, block_size=T,
+                        vocab_size=skip_vocab) for L, C, T in skip_models]
     skip_means = [float(m) for m in str(skip_passes).split(',')]
-    assert min(decode_batches) >= 1 and all(len(s) == 3 and min(s) >= 1 for s in skip_models)
-    assert all(1 <= m <= n_ponder + 1 for m in skip_means)
-except (ValueError, AssertionError):
+    if min(decode_batches) < 1 or not all(1 <= m <= n_ponder + 1 for m in skip_means):
+        raise ValueError  # out of range: said as a malformed list is, below
+except ValueError:
     die(f"decode_batch_sizes={decode_batch_sizes}, skip_shapes={skip_shapes} or skip_passes="
         f"{skip_passes} is malformed; e.g. --decode_batch_sizes=1,16 --skip_shapes=4x128x128,"
         f"6x384x128 (n_layer x n_embd x length) --skip_passes=2.0,1.3 (in [1, {n_ponder + 1}])")
@@ -85,18 +84,15 @@ if max(prompt_len + new_tokens, prefill_len) > block_size:
     die(f"prompt_len + new_tokens ({prompt_len + new_tokens}) and prefill_len ({prefill_len}) "
         f"must fit block_size {block_size}; fix the setting")
 SHAPE = {k: globals()[k] for k in ('n_layer', 'n_head', 'n_embd', 'vocab_size', 'block_size')}
-SKIP_SHAPES = [dict(n_layer=L, n_head=max(1, C // 64), n_embd=C, block_size=T,
-                    vocab_size=skip_vocab) for L, C, T in skip_models]
 for shape in [SHAPE] + SKIP_SHAPES:  # refused here, as the model would refuse them
     or_die(AdaPonderConfig, n_ponder=n_ponder, fixed_depth_dist=fixed_depth_dist, **shape)
 
 def seconds(fns, rounds):
-    """Median seconds of each function (name: function) over rounds, and its last result. They take
-    turns, so a busy neighbour slows them alike: their ratios hold while absolute times wander."""
+    """Median seconds of each function (name: function) over rounds, and its last result."""
     times, outs = {name: [] for name in fns}, {}  # sync: GPU calls return before the work is done
     sync = {'cuda': torch.cuda.synchronize, 'mps': torch.mps.synchronize}.get(device.type, dict)
     for _ in range(rounds):
-        for name, fn in fns.items():
+        for name, fn in fns.items():  # in turns: a busy neighbour slows all alike, ratios hold
             sync()
             t0 = time.perf_counter()
             outs[name] = fn()
@@ -118,19 +114,14 @@ def ideal_line(name, measured, ideal, meaning, fmt='.2f'):  # a measurement, not
 
 # -----------------------------------------------------------------------------
 # 1) training step
-
 def report_train():
-    """Section 1: tokens/s and MFU of a training step of K=0, K=3 halting='none' (PonderLM) and
-    K=3 'learned' (AdaPonderLM), the models taking turns step by step."""
-    K, steps, flops = n_ponder, {}, {}
-    x = random_tokens(batch_size, block_size, vocab_size)
-    for mode, k, halting in [('K0', 0, 'none'), (f'K{K}-none', K, 'none'),
-                             (f'K{K}-learned', K, 'learned')]:
-        model = make_model(k, halting)
+    """Section 1: tokens/s and MFU of a training step: K=0, PonderLM, AdaPonderLM, taking turns."""
+    K, steps, flops, x = n_ponder, {}, {}, random_tokens(batch_size, block_size, vocab_size)
+    for mode, k, h in ('K0', 0, 'none'), (f'K{K}-none', K, 'none'), (f'K{K}-learned', K, 'learned'):
+        model = make_model(k, h)
         optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, fused=device.type == 'cuda')
-        forward = torch.compile(model) if compile else model
-        def step(forward=forward, optimizer=optimizer):  # no GradScaler: a bench need not converge
-            with autocast:
+        def step(forward=torch.compile(model) if compile else model, optimizer=optimizer):
+            with autocast:  # no GradScaler: a bench need not converge
                 loss = forward(x, x.roll(-1, dims=1)).loss  # the targets do not change the cost
             loss.backward()
             optimizer.step()
@@ -144,8 +135,7 @@ def report_train():
              'mfu': f'{mfu[mode]:.1%}' if mfu[mode] else 'n/a'} for mode, t in tok_s.items()]
     rows[-1]['vs_none'] = f'{tok_s[learned] / tok_s[none]:.2f}'  # learned halting's row
     print_table('train', rows)
-    return [ideal_line('train_mfu_K0', mfu[base], 1.0, "model FLOP/s over the device's peak",
-                       '.1%'),
+    return [ideal_line('train_mfu_K0', mfu[base], 1, "model FLOP/s over the device's peak", '.1%'),
             ideal_line('train_learned_vs_none', tok_s[learned] / tok_s[none], 1.0,
                        'tokens/s of learned halting over fixed depth: the gates cost next to none')]
 
@@ -154,22 +144,20 @@ def report_train():
 RULES = dict(none='none', random='random')  # full depth, controlled halting
 
 def time_rules(model, rules, run, warm_up=None):
-    """Median seconds and last result of run() under each halting rule (name: rule), after
-    warm_up() (or run()) under each; seeded: halting='random' draws the same depths each time."""
+    """Median seconds and last result of run() under each rule (name: halting), warm_up() first."""
     def under(rule, fn):
         model.set_inference(halting=rule)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # halting='random' draws the same depths each time
         return fn()
     with autocast:
         seconds({name: lambda h=h: under(h, warm_up or run) for name, h in rules.items()}, 1)
         return seconds({name: lambda h=h: under(h, run) for name, h in rules.items()}, repeats)
 
 def halting_row(name, model, depth, dt, **extra):
-    """The cache-halting row and its ideal line: its speedup over full depth (dt: seconds of each
-    rule) beside the ideal, (K+1) / mean passes, and the FLOPs model's (vocabulary included)."""
+    """The cache-halting row and the ideal line of its speedup (dt: seconds of each rule)."""
     K1, passes = model.config.n_ponder + 1, depth.float().mean().item()
     ratio = dt['none'] / dt['random']
-    flops = 1 / model.flops_per_token(depth_histogram(depth, K1))['vs_full_depth']
+    flops = 1 / model.flops_per_token(depth_histogram(depth, K1))['vs_full_depth']  # vocab too
     return dict(mode='cache-halting', passes=f'{passes:.2f}', **extra, vs_cache_full=f'{ratio:.2f}',
                 ideal=f'{K1 / passes:.2f}', ideal_flops=f'{flops:.2f}',
                 frac_of_ideal=f'{ratio / (K1 / passes):.2f}'), ideal_line(
@@ -177,25 +165,23 @@ def halting_row(name, model, depth, dt, **extra):
 
 @torch.no_grad()
 def report_decode(model, B):
-    """Section 2 at batch B: (b) cache, full depth, (c) cache, halting='random' (seeded depths),
-    (a) no cache on (b)'s tokens: each reruns every pass over its prefix, as the official PonderLM
-    code does (every nocache_stride-th step timed, weighted by the steps it stands for)."""
+    """Section 2 at batch B: (b) cache, full depth, (c) cache, halting='random', (a) no cache on
+    (b)'s tokens, each rerunning every pass over its prefix as the official PonderLM code does."""
     P, N, n = prompt_len, new_tokens, B * new_tokens
     prompt = random_tokens(B, P, vocab_size)
     dt, outs = time_rules(model, RULES, lambda: model.generate(prompt, N, 0),
                           lambda: model.generate(prompt, 2, 0))  # warm up on a short run
-    model.set_inference(halting='none')
-    nocache_s, steps_timed, tokens = 0.0, len(range(0, N, nocache_stride)), outs['none'][0]
+    model.set_inference(halting='none')  # (a): every nocache_stride-th step timed
+    tokens, starts = outs['none'][0], range(0, N, nocache_stride)
     with autocast:
-        for j in range(0, N, nocache_stride):
-            step, _ = seconds(dict(step=lambda: model(tokens[:, :P + j]).logits[:, -1]), 1)
-            nocache_s += step['step'] * min(nocache_stride, N - j)
+        step_s = {j: seconds({j: lambda j=j: model(tokens[:, :P + j])}, 1)[0][j] for j in starts}
+    nocache_s = sum(t * min(nocache_stride, N - j) for j, t in step_s.items())  # and those skipped
     passes_run = outs['random'][1].max(dim=0).values.float().mean()  # passes any row ran, per step
     halting, line = halting_row(f'decode_halting_b{B}', model, outs['random'][1], dt, **{
         'passes_run': f'{passes_run:.2f}', 'tok/s': f"{n / dt['random']:.1f}"})
     print_table(f'decode batch={B}', [
         {'mode': 'nocache', 'passes': f'{n_ponder + 1:.2f}', 'tok/s': f'{n / nocache_s:.1f}',
-         'steps_timed': f'{steps_timed}/{N}'},
+         'steps_timed': f'{len(starts)}/{N}'},
         {'mode': 'cache-full', 'passes': f"{outs['none'][1].float().mean().item():.2f}",
          'tok/s': f"{n / dt['none']:.1f}", 'vs_nocache': f"{nocache_s / dt['none']:.2f}"}, halting])
     cache = ideal_line(f'decode_cache_vs_nocache_b{B}', nocache_s / dt['none'],  # tokens run:
@@ -203,7 +189,6 @@ def report_decode(model, B):
                        'speedup of the cache; ideal: tokens run without it over tokens run with it')
     return [cache] * (B == 1) + [line]
 
-@torch.no_grad()
 def report_prefill(model):
     """Section 3: prefill_len tokens (batch 1) into a new cache, full depth, controlled halting."""
     prompt, n = random_tokens(1, prefill_len, vocab_size), prefill_len
@@ -217,17 +202,9 @@ def report_prefill(model):
 
 # -----------------------------------------------------------------------------
 # 4) training with halting: forward + backward on the running rows only, against full depth
-
-class GridQueries(RunningRows):  # attention from the whole grid of queries, as skipping first did
-    def attend_from_rows(self, q, k, v, dropout=0.0):  # q (N, nh, hs); k, v (B, T, nh, hs)
-        q = self.scatter(q.new_zeros(*self.grid, *q.shape[1:]), q).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-        return self.gather(y.transpose(1, 2))
-
 def skip_rows(model, x, y, settings, compiled=False, eager=None):
     """Rows: forward + backward ms of each setting (set_inference values, maybe a pass context), on
-    two batches in turn (the mask changes), over full depth's, beside the ideal; compiled: over
-    eager's, graphs per warm-up, recompiles in timed steps, compile_s (first step over median)."""
+    two batches in turn (the mask changes), over full depth's; compiled: over eager's, graphs."""
     run, first, rows = torch.compile(model) if compiled else model, {}, {}
     def step(knobs, i):
         model.__dict__.pop('training_context', None)  # the model's rule, unless the setting has one
@@ -242,8 +219,7 @@ def skip_rows(model, x, y, settings, compiled=False, eager=None):
         model.zero_grad(set_to_none=True)
         memory = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == 'cuda' else 0
         return out.depth.float().mean().item(), memory, out.loss.item()
-    fns = {name: lambda k=knobs, i=itertools.count(): step(k, next(i))
-           for name, knobs in settings.items()}
+    fns = {name: lambda k=k, i=itertools.count(): step(k, next(i)) for name, k in settings.items()}
     torch._dynamo.reset()
     for name in fns:  # warm up (and compile), one setting after the other
         counters.clear()
@@ -264,7 +240,7 @@ def skip_rows(model, x, y, settings, compiled=False, eager=None):
 
 def report_skip():
     """Section 4. full: the static path at full depth; nobody_halts: the skip path at tau = 0 (its
-    overhead); every_row: learned halting the static way; grid_queries: every query attends."""
+    overhead); every_row: learned halting the static way."""
     lines = []
     for (L, C, T), shape in zip(skip_models, SKIP_SHAPES):
         model = make_model(n_ponder, 'learned', dict(shape, gate_bias_init=0.0)).train()
@@ -279,8 +255,7 @@ def report_skip():
             passes, m)) for m in skip_means}
         m, first, *rest = skip_means[0], *learned.items()  # at m, other ways of computing it too
         eager = dict(full=full, nobody_halts=dict(halting='learned', halt_threshold=0.0), **{
-            first[0]: first[1], f'every_row@{m:g}': dict(first[1], context=AllRows),
-            f'grid_queries@{m:g}': dict(first[1], context=GridQueries)}, **dict(rest))
+            first[0]: first[1], f'every_row@{m:g}': dict(first[1], context=AllRows)}, **dict(rest))
         tag = f"train_skip shape={L}x{C} block={T} batch={skip_batch}"
         runs = {'': skip_rows(model, x, x.roll(-1, 1), eager)}
         if compile:  # compiled skip against compiled full depth, eager beside
@@ -296,16 +271,13 @@ def report_skip():
 
 # -----------------------------------------------------------------------------
 # the run
-
 def bench_all():
-    """The chosen sections on random models of the preset's shapes, then each ratio's ideal."""
-    print(f"shape model {' '.join(f'{k}={v}' for k, v in SHAPE.items())} n_ponder={n_ponder} "
+    print(f"shape model {' '.join(f'{k}={v}' for k, v in SHAPE.items())} {n_ponder=} "
           f"(K+1={n_ponder + 1} passes)\nshape train batch_size={batch_size} seq_len={block_size} "
-          f"warmup={warmup} iters={iters}\nshape decode batch_sizes={decode_batch_sizes} "
-          f"prompt_len={prompt_len} new_tokens={new_tokens} repeats={repeats} sampling=greedy "
-          f"nocache_stride={nocache_stride}\nshape prefill batch_size=1 prefill_len={prefill_len} "
-          f"repeats={repeats}\nshape halting=random fixed_depth_dist={fixed_depth_dist} "
-          f"fixed_mean_depth={fixed_mean_depth} seed={seed}")
+          f"{warmup=} {iters=}\nshape decode batch_sizes={decode_batch_sizes} {prompt_len=} "
+          f"{new_tokens=} {repeats=} sampling=greedy {nocache_stride=}\nshape prefill batch_size=1 "
+          f"{prefill_len=} {repeats=}\nshape halting=random fixed_depth_dist={fixed_depth_dist} "
+          f"{fixed_mean_depth=} {seed=}")
     chosen, lines = sections.split(','), []
     if 'train' in chosen:
         lines += report_train()
@@ -321,10 +293,8 @@ def bench_all():
     print("ideals: each headline ratio beside what it would be if time followed the work done")
     print(*lines, sep='\n')
 
-@torch.no_grad()
 def compare_checkpoint():
-    """A trained model's own halting against full depth: decoding its val text (random tokens may
-    halt at once) within its block size, then a training step on val windows."""
+    """A trained model's own halting against full depth on its val text (random tokens may halt)."""
     model, meta = or_die(load_checkpoint, ckpt, device)
     path = os.path.join(data_dir, meta.get('dataset') or '', 'val.bin')
     if not meta.get('dataset') or not os.path.isfile(path):
@@ -347,9 +317,8 @@ def compare_checkpoint():
     if len(val) > skip_batch * L + 1:  # its training step at its trained threshold, on val windows
         windows = torch.from_numpy(val[:skip_batch * L + 1].astype('int64')).to(device)
         x, y = windows[:-1].view(skip_batch, L), windows[1:].view(skip_batch, L)
-        with torch.enable_grad():
-            rows = skip_rows(model.train(), x, y, dict(full=dict(halting='none'),
-                                                       trained=dict(halting=rules['adaptive'])))
+        rows = skip_rows(model.train(), x, y, dict(full=dict(halting='none'),
+                                                   trained=dict(halting=rules['adaptive'])))
         print_table(f"train_skip ckpt block={L} batch={skip_batch}", list(rows.values()))
 
 peak, t0 = peak_tflops * 1e12 or device_peak_flops(device), time.perf_counter()

@@ -45,14 +45,12 @@ device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # 'auto', 'float32', 'bfloat16' or 'float16'
 # -----------------------------------------------------------------------------
 class AdaPonderHarness(LM):
-    """An AdaPonderLM as lm-eval sees it: its three kinds of request, scored with the training
-    forward, and the passes of every scored token recorded per task and per request."""
+    """An AdaPonderLM as lm-eval sees it: its three kinds of request, by the training forward."""
 
     def __init__(self, model, encode, decode, start_token, batch_size, end_token=None):
         super().__init__()
         self.model, self.encode, self.decode, self.batch_size = model, encode, decode, batch_size
-        self.start_token = start_token  # stands for an empty context
-        self.end_token = end_token  # the dataset's end-of-text token, if any: generation ends there
+        self.start_token, self.end_token = start_token, end_token  # see document_tokens
         # [passes summed over the scored tokens, tokens] of each task and each (task, doc_id, idx)
         self.passes = defaultdict(lambda: [0, 0])
 
@@ -62,8 +60,7 @@ class AdaPonderHarness(LM):
             self.passes[key][1] += len(depth)
 
     def encode_pair(self, context, continuation):
-        """Split as lm-eval's own models split it: spaces ending the context go to the continuation;
-        the whole text is encoded at once (BPE)."""
+        """Split as lm-eval's models do: end spaces go to the continuation; BPE on the whole."""
         n = len(context.rstrip(' '))
         context, continuation = context[:n], context[n:] + continuation
         if not context:
@@ -100,8 +97,7 @@ class AdaPonderHarness(LM):
                                 'loglikelihood')
 
     def loglikelihood_rolling(self, requests):
-        """Each text's log-likelihood after the document-start token, in lm-eval's rolling windows
-        of block_size predictions, each with the longest context available."""
+        """Each text's log-likelihood after the start token, in lm-eval's rolling windows."""
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
         windows = [[make_disjoint_window(w) for w in get_rolling_token_windows(
             self.encode(r.args[0]), self.start_token, self.model.config.block_size, context_len=1)]
@@ -112,8 +108,7 @@ class AdaPonderHarness(LM):
         return [sum((next(lls)[0] for _ in text), 0.0) for text in windows]
 
     def generate_until(self, requests):
-        """Greedy continuation (sampled with do_sample) by model.stream(), stopped before the first
-        `until` string, at end-of-text (as lm-eval's models stop) or after max_gen_toks tokens."""
+        """Greedy (do_sample: sampled) by model.stream(), stopped where lm-eval's models stop."""
         device, texts = self.model.wte.weight.device, []
         for r in tqdm(requests, desc='generate_until', leave=False):
             context, kwargs = r.args
@@ -158,12 +153,11 @@ if __name__ == '__main__':  # (the tests import the harness above)
         die("log_samples writes the samples into output_path; pass --output_path=FOLDER too")
     if LM is object:
         die("downstream.py runs lm-evaluation-harness, which is not installed; pip install lm-eval")
-    if output_path:
-        try:
-            os.makedirs(output_path, exist_ok=True)
-        except OSError as e:
-            die(f"cannot make the folder output_path={output_path} ({e.strerror}); pass a folder "
-                "you can write")
+    try:  # output_path='' makes nothing
+        os.makedirs(output_path or '.', exist_ok=True)
+    except OSError as e:
+        die(f"cannot make the folder output_path={output_path} ({e.strerror}); pass a folder you "
+            "can write")
     device, _, autocast = or_die(pick_device, device, dtype)
     if init_from:  # a GPT-NeoX import without gates (halting='none': its passes are the cap's)
         model, ckpt = or_die(from_pretrained, init_from, halting='none'), dict(dataset=dataset)
@@ -172,8 +166,7 @@ if __name__ == '__main__':  # (the tests import the harness above)
     where = init_from or (os.path.join(out_dir, 'ckpt.pt') if os.path.isdir(out_dir) else out_dir)
     cfg, K = model.to(device).eval().config, model.trained_K
     if any(c is not None and c > K for c in caps):
-        die(f"n_ponder can only lower the passes at inference (a cap); this model was trained "
-            f"with {K}")
+        die(f"n_ponder only lowers the passes at inference (a cap); the model was trained with {K}")
     encode, decode = or_die(load_tokenizer, data_dir, ckpt, cfg.vocab_size)
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager  # the tasks' index: include_path's alone if it has all
@@ -225,9 +218,8 @@ if __name__ == '__main__':  # (the tests import the harness above)
             for key, value in metrics.items():  # 'acc,none', 'acc_stderr,none', 'em,flex'
                 metric, _, kind = key.partition(',')
                 if kind and isinstance(value, (int, float)):  # not the alias, nor N/A errors
-                    se = metric.endswith('_stderr')
-                    column = f"se_{metric.removesuffix('_stderr')}" if se else metric
-                    row[column if kind == 'none' else f'{column}[{kind}]'] = f'{value:.4f}'
+                    column = 'se_' * metric.endswith('_stderr') + metric.removesuffix('_stderr')
+                    row[column + f'[{kind}]' * (kind != 'none')] = f'{value:.4f}'
             print_table('task', [row])
             table.append(row)
         if output_path:  # results_<setting>.json; with log_samples, samples_<task>_<setting>.jsonl

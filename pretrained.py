@@ -309,9 +309,8 @@ def lock_out_dir(out_dir):
     return lock
 
 def start_metrics(path, resumed_at=None):
-    """out_dir's metrics.jsonl, a JSON row for each line train.py prints: empty for a new run; for a
-    run resumed at a step, its rows up to that step (one that died after its last checkpoint wrote
-    more). Rewritten by tmp file and rename; returns how many unreadable lines were dropped."""
+    """metrics.jsonl (a JSON row per line train.py prints) emptied, or kept up to the step a run
+    resumes at (it may have logged past its last checkpoint); returns how many garbled rows went."""
     def step(row):  # inf if a crash cut the row short, or it is garbled
         try:
             return json.loads(row)['step'] if row.endswith('\n') else float('inf')
@@ -327,10 +326,9 @@ def start_metrics(path, resumed_at=None):
     return sum(step(row) == float('inf') for row in rows)
 
 def saved_run(path):
-    """A checkpoint's saved settings, and those a resumed run keeps (model, data), read by mmap
-    (only these are loaded); nothing if it is missing or not ours (load_checkpoint says which)."""
+    """A checkpoint's settings, and those a resumed run keeps (model, data); {} if unreadable."""
     try:
-        saved = torch.load(path, 'cpu', weights_only=True, mmap=True)
+        saved = torch.load(path, 'cpu', weights_only=True, mmap=True)  # no weight is read
         return saved['config'], dict(saved['model_args'], dataset=saved['dataset'],
                                      one_pass_iters=saved['config'].get('one_pass_iters', 0))
     except Exception:
@@ -398,8 +396,7 @@ def score(model, data, block_size=None, batch_size=16, max_tokens=None, progress
     return torch.cat(nll), torch.cat(depth), targets.flatten(), torch.cat(correct)
 
 def class_lines(model, folder, block_size, classes):
-    """A line for each class of a labelled val split (toy, hops: val_class.bin): the mean passes,
-    loss and accuracy of its tokens, and their share."""
+    """A line per class of a labelled val split (val_class.bin): passes, loss, accuracy, share."""
     nll, depth, _, correct = score(model, read_tokens(os.path.join(folder, 'val.bin')), block_size,
                                    64, progress=True)
     labels = np.fromfile(os.path.join(folder, 'val_class.bin'), dtype=np.uint8)  # of each token

@@ -11,7 +11,7 @@ from signal import SIGINT, signal
 
 import torch
 
-from adaponder import AdaPonderConfig, AdaPonderLM, depth_histogram
+from adaponder import depth_histogram
 from data.show import check_files, depth_colours, show, write_html, write_image
 from data.tokenizer import load_tokenizer, read_prompt
 from pretrained import load_checkpoint, pick_device
@@ -38,19 +38,19 @@ check(globals(), dict(num_samples='integer [1, inf)', max_new_tokens='integer [1
                       seed='integer [0, 1e19)',  # torch takes seeds below 2**64
                       halt_threshold='[0, 1] or None', n_ponder='integer [0, inf) or None'))
 # -----------------------------------------------------------------------------
-or_die(check_files, html, image)  # now, not after minutes of sampling
+or_die(check_files, html=html, image=image)  # now, not after minutes of sampling
 device, dtype, autocast = or_die(pick_device, device, dtype)
 inference = {k: v for k, v in dict(halt_threshold=halt_threshold, n_ponder=n_ponder).items()
              if v is not None}  # where set, they replace the checkpoint's
-model, ckpt = or_die(load_checkpoint, f'{out_dir}/ckpt.pt', device, **inference)
+model, ckpt = or_die(load_checkpoint, f'{out_dir}/ckpt.pt', device)
+full = model.flops_per_token([0] * model.trained_K + [1])  # flops_vs_full: against K+1 passes
+or_die(model.set_inference, **inference)
 model.eval()
 prompt = or_die(read_prompt, start)
 encode, decode = or_die(load_tokenizer, data_dir, ckpt, model.config.vocab_size)
 idx = torch.tensor([or_die(encode, prompt)], dtype=torch.long, device=device)  # (1, T)
 
-n_pass, K = model.config.n_ponder + 1, ckpt['model_args']['n_ponder']  # K: as trained
-with torch.device('meta'):  # shapes only: flops_vs_full is against the model as trained, full depth
-    full = AdaPonderLM(AdaPonderConfig(**ckpt['model_args'])).flops_per_token([0] * K + [1])
+n_pass = model.config.n_ponder + 1
 colours = depth_colours(n_pass)
 terminal = None if plain or not sys.stdout.isatty() else colours  # text[depth] unless on a terminal
 print(f"passes per token: {''.join(show(f' {d} ', d, colours) for d in range(1, n_pass + 1))} "

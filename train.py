@@ -1,7 +1,7 @@
 """Train an AdaPonderLM. With no arguments, the toy demo on a CPU (5 to 10 minutes): it prepares its
 data, trains, saves out-toy/ckpt.pt and prints how many passes each class of token gets.
 $ python train.py config/shakespeare_char.py --max_iters=2000  # settings: --help
-$ python train.py config/toy.py --init_from=resume --max_iters=1000
+$ python train.py --init_from=resume --max_iters=1000  # the toy demo, continued
 $ torchrun --standalone --nproc_per_node=8 train.py config/pile_pythia70m.py
 A resumed run takes the settings saved in its checkpoint, then those given again (but none that
 would change its model or data). A trained ckpt.pt is never replaced; one run per out_dir."""

@@ -11,10 +11,8 @@ PALETTE = [(33, '#0087ff'), (45, '#00d7ff'), (49, '#00ffaf'), (118, '#87ff00'), 
            (226, '#ffff00'), (214, '#ffaf00'), (208, '#ff8700'), (196, '#ff0000')]  # hot: many
 PICTURES = ('.png', '.svg', '.pdf', '.jpg', '.jpeg', '.webp')  # what write_image can write
 
-
 def depth_colours(n_pass):  # (xterm-256 code, RGB) for depths 1..n_pass, spread from cool to hot
     return [PALETTE[round(d * (len(PALETTE) - 1) / max(n_pass - 1, 1))] for d in range(n_pass)]
-
 
 def show(text, depth, colours=None):
     """With colours: black on the depth's colour, a newline as a coloured '↵' (a coloured break
@@ -24,10 +22,10 @@ def show(text, depth, colours=None):
     on = f'\x1b[30;48;5;{colours[depth - 1][0]}m'
     return on + text.replace('\n', '↵\x1b[0m\n' + on) + '\x1b[0m'
 
-
-def check_files(html, image):
-    """ValueError now, not after minutes of sampling, for a page or picture that cannot be made."""
-    for what, path, kinds in (('html', html, ('.html', '.htm')), ('image', image, PICTURES)):
+def check_files(**paths):
+    """ValueError now, not minutes later, for a page (html=) or picture that cannot be made."""
+    for what, path in paths.items():
+        kinds = ('.html', '.htm') if what == 'html' else PICTURES
         folder = os.path.dirname(os.path.abspath(path))
         if path and not path.lower().endswith(kinds):  # nor over a checkpoint: --image=out/ckpt.pt
             raise ValueError(f"{what}={path} is not a file name ending in {', '.join(kinds)}; "
@@ -37,17 +35,14 @@ def check_files(html, image):
             why = 'it is a folder' if os.path.isdir(path) else 'no such folder, or read-only'
             raise ValueError(f"cannot write {what}={path}: {why}; pass a file in a folder you can "
                              "write")
-    if image and find_spec('matplotlib') is None:
-        raise ValueError("image= draws with matplotlib, which is not installed; pip install "
-                         "matplotlib")
-
+        if path and kinds is PICTURES and find_spec('matplotlib') is None:
+            raise ValueError(f"{what}= draws with matplotlib, which is not installed; pip install "
+                             "matplotlib")
 
 def write_html(path, prompt, samples, colours):
-    """A page of the samples ((pieces, stats) each, a piece (text, depth)): each new token on its
-    depth's colour, the depth as its tooltip."""
+    """A page of samples ((pieces, stats), a piece (text, depth)): a token on its depth's colour."""
     def span(text, depth):  # a newline shows as '↵' here too, or its colour would not show
-        text = escape(text).replace('\n', '↵\n')
-        colour = colours[depth - 1][1]
+        text, colour = escape(text).replace('\n', '↵\n'), colours[depth - 1][1]
         return f'<span style="background:{colour}" title="passes: {depth}">{text}</span>'
     body = ''.join(f'<pre>{escape(prompt)}{"".join(span(*piece) for piece in pieces)}</pre>'
                    f'<p><code>{escape(stats)}</code></p>' for pieces, stats in samples)
@@ -56,11 +51,9 @@ def write_html(path, prompt, samples, colours):
                           f'<style>pre{{white-space:pre-wrap}}</style><p>passes per token: {legend}'
                           f'</p>{body}\n', encoding='utf-8')
 
-
 def write_image(path, prompt, samples, colours, width=80):
-    """The page as a picture: the legend, then each sample in monospace cells (a new token's
-    characters on its depth's colour, a newline as '↵' and a new row), rows wrapped at width
-    columns, and its stats in small grey."""
+    """The page as a picture: the legend, then each sample in monospace cells (a new token on its
+    depth's colour; a newline: '↵', a new row) wrapped at width columns; its stats in grey."""
     from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
     from matplotlib.patches import Rectangle
     rows = [[(c, 0) for c in 'passes per token: '] +
@@ -92,7 +85,6 @@ def write_image(path, prompt, samples, colours, width=80):
             ax.text(x + .5, y + .5, c, ha='center', va='center', family='monospace', fontsize=10)
     fig.savefig(path, dpi=144, bbox_inches='tight', pad_inches=.125)  # a stats line may be widest
 
-
 def print_table(tag, rows):
     """Rows of key=value pairs behind a tag, padded into columns: a table to read, lines to grep."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -101,11 +93,9 @@ def print_table(tag, rows):
     for line in cells:
         print(tag, ' '.join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
-
 FORMATS = {'loss': '.4f', 'gate_loss': '.2e', 'passes': '.2f', 'k': '.3f', 'lr': '.2e', 'ms': '.0f',
            'train_loss': '.4f', 'val_loss': '.4f', 'depth_hist': '.2f', 'flops_vs_full': '.2f',
            'tok/s': '.0f', 'mfu': '.1%'}  # how each number train.py logs is printed
-
 
 def metrics_line(kind, metrics):
     """`kind key=value ...`: each number in its FORMATS format (else an integer), None as n/a."""

@@ -1,7 +1,6 @@
-"""A prepared dataset's files, both ways: data/*/prepare.py write them (written, save_dataset,
-and lines and generated_main for the datasets made on the spot); sample.py, analyze.py,
-downstream.py and the tutorial read their tokenizer (load_tokenizer). From the repository's root:
-`from data.tokenizer import ...`."""
+"""A prepared dataset's files, both ways: data/*/prepare.py write them (written, save_dataset;
+lines, generated_main for datasets made on the spot); sample.py, analyze.py, downstream.py and the
+tutorial read their tokenizer (load_tokenizer). From the root: `from data.tokenizer import ...`."""
 import argparse
 import itertools
 import json
@@ -11,35 +10,32 @@ from pathlib import Path
 
 import numpy as np
 
+from configurator import die, first_line
 
 @contextmanager
 def written(out_dir, *names):
-    """Files out_dir/<name> to write: each goes to <name>.tmp, all renamed once all are whole, so
-    a full disk or Ctrl-C leaves what was there before, never a truncated train.bin that looks
-    prepared. An error writing them ends the script with one line."""
+    """Files out_dir/<name> to write, via <name>.tmp, renamed once all are whole: a full disk or
+    Ctrl-C leaves what was there, never a truncated train.bin that looks prepared. Error: 1 line."""
     paths, files = [os.path.join(out_dir, name) for name in names], []
     try:
         os.makedirs(out_dir, exist_ok=True)
-        files += [open(f'{path}.tmp', 'wb') for path in paths]
+        for path in paths:  # one by one: if one fails, those opened are removed below
+            files.append(open(f'{path}.tmp', 'wb'))
         yield files
         for file, path in zip(files, paths):
             file.close()
             os.replace(f'{path}.tmp', path)
     except OSError as e:
         reason = "a file, not a folder" if os.path.isfile(out_dir) else e.strerror or e
-        raise SystemExit(f"error: cannot write into --out_dir {out_dir} ({reason}); pass a folder "
-                         "you can write") from None
+        die(f"cannot write into --out_dir {out_dir} ({reason}); pass a folder you can write")
     finally:
         for file, path in zip(files, paths):
             file.close()
-            if os.path.exists(f'{path}.tmp'):
-                os.remove(f'{path}.tmp')
-
+            Path(f'{path}.tmp').unlink(missing_ok=True)
 
 def save_dataset(out_dir, itos, train, val, labels=None, **meta):
-    """train.bin and val.bin (uint16 ids of the tokens of train and val, token texts from itos),
-    val_class.bin (uint8, one class per val token) if labels are given, and meta.json: the
-    vocabulary as JSON (no pickle to trust), then meta. Returns what meta.json holds."""
+    """train.bin, val.bin (uint16 ids of itos's token texts), val_class.bin (uint8, a class per val
+    token) if labels, and meta.json: the vocabulary as JSON (no pickle to trust), meta; returned."""
     stoi = {t: i for i, t in enumerate(itos)}
     meta = dict(vocab_size=len(itos), itos=itos, stoi=stoi, **meta)
     names = ['train.bin', 'val.bin'] + ['val_class.bin'] * (labels is not None) + ['meta.json']
@@ -51,10 +47,8 @@ def save_dataset(out_dir, itos, train, val, labels=None, **meta):
         files[-1].write(json.dumps(meta, indent=1).encode())
     return meta
 
-
 def lines(rng, n_tokens, make_line):
-    """Whole lines make_line(rng) -> (tokens, labels) until there are at least n_tokens tokens;
-    returns (tokens, labels). A line of characters may be a string."""
+    """(tokens, labels) of whole lines make_line(rng) (a line may be a str), n_tokens or more."""
     tokens, labels = [], []
     while len(tokens) < n_tokens:
         line, line_labels = make_line(rng)
@@ -62,7 +56,6 @@ def lines(rng, n_tokens, make_line):
         tokens += line
         labels += line_labels
     return tokens, labels
-
 
 def generated_main(argv, prepare, unit, description, out_dir):
     """The command line of toy and hops: prepare(out_dir, seed, train_<unit>, val_<unit>)."""
@@ -73,8 +66,7 @@ def generated_main(argv, prepare, unit, description, out_dir):
     parser.add_argument('--out_dir', default=out_dir)
     args = vars(parser.parse_args(argv))
     if args[f'train_{unit}'] < 1 or args[f'val_{unit}'] < 1:
-        raise SystemExit(f"error: --train_{unit} and --val_{unit} must be positive; pass e.g. "
-                         f"--val_{unit} 100000")
+        die(f"--train_{unit} and --val_{unit} must be positive; pass e.g. --val_{unit} 100000")
     meta, labels = prepare(**args)
     shares = np.bincount(labels, minlength=len(meta['classes'])) / len(labels)
     print(f"vocab size {meta['vocab_size']}, train {meta[f'train_{unit}']:,} {unit}, val "
@@ -82,16 +74,10 @@ def generated_main(argv, prepare, unit, description, out_dir):
     print("val classes: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(meta['classes'], shares)))
     print(f"wrote train.bin, val.bin, val_class.bin, meta.json to {args['out_dir']}")
 
-
-def first_line(e):  # an exception in a few words, for a one-line error
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
-
-
 def load_tokenizer(data_dir, ckpt, vocab_size):
-    """(encode: text -> ids, decode: ids -> text) of the checkpoint's dataset, from data_dir/
-    <dataset>/meta.json: a table of token texts ('itos', matched longest first), GPT-2 BPE or
-    Pythia's GPT-NeoX BPE ('encoding': 'gpt2' or 'neox'). vocab_size is the model's: a larger
-    vocabulary, or a table of another size, is another dataset's. Padding ids decode as '\ufffd'."""
+    """(encode, decode) of the checkpoint's dataset, from data_dir/<dataset>/meta.json: a table of
+    token texts ('itos', matched longest first), or 'encoding': 'gpt2' or 'neox' (Pythia's BPE). A
+    vocabulary over vocab_size (the model's), or a table of another size, is another dataset's."""
     path = os.path.join(data_dir, ckpt.get('dataset') or '', 'meta.json')
     if not os.path.isfile(path) and vocab_size < 50257:  # as nanoGPT: no meta.json means GPT-2 BPE
         raise ValueError(f"no {path}, the vocabulary of this checkpoint's dataset; prepare the "
@@ -101,7 +87,6 @@ def load_tokenizer(data_dir, ckpt, vocab_size):
         if 'itos' in meta:
             itos, stoi, longest = meta['itos'], meta['stoi'], max(map(len, meta['itos']))
             n_vocab, decode_known = len(itos), lambda ids: ''.join(itos[i] for i in ids)
-
             def encode(text):  # the longest token that matches, then on: as the data was cut
                 if longest == 1 and (unknown := sorted(set(text) - set(stoi))):  # not a KeyError
                     raise ValueError(f"the prompt has characters not in the vocabulary: "
@@ -126,19 +111,16 @@ def load_tokenizer(data_dir, ckpt, vocab_size):
             n_vocab, encode, decode_known = (tok.get_vocab_size(), lambda s: tok.encode(s).ids,
                                              lambda ids: tok.decode(ids, skip_special_tokens=False))
     except Exception as e:  # requests' and the Rust library's errors have no common class
-        raise ValueError(f"cannot load the tokenizer of {path} ({first_line(e)}); "
-                         "install it or prepare the data again") from None
+        raise ValueError(f"cannot load the tokenizer of {path} ({type(e).__name__}: "
+                         f"{first_line(e)[:200]}); install it or prepare the data again") from None
     if n_vocab > vocab_size or ('itos' in meta and n_vocab != vocab_size):  # ids without a row
         raise ValueError(f"{path} holds {n_vocab} tokens but the model has {vocab_size}: the "
                          "checkpoint was trained on another vocabulary; pass the --data_dir it was "
                          "trained with, or prepare its dataset again")
-
-    def decode(ids):  # runs of real ids decode together (a BPE character spans tokens)
-        runs = itertools.groupby(ids, key=lambda i: i < n_vocab)
+    def decode(ids):  # runs of real ids decode together (a BPE character spans tokens), pads \ufffd
         return ''.join(decode_known(list(run)) if real else '\ufffd' * len(list(run))
-                       for real, run in runs)
+                       for real, run in itertools.groupby(ids, key=lambda i: i < n_vocab))
     return encode, decode
-
 
 def read_prompt(start):
     """The prompt a script was given: the text itself, or FILE:path for a UTF-8 file's."""

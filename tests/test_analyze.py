@@ -348,7 +348,7 @@ def test_lens_matches_the_model(toy, capsys):
     (['--mode=lens', '--start='], ['prompt is empty']),
     (['--mode=curves'], ['--plot=curves.png']),
     (['--mode=curves', '--plot=curves.png'], ['metrics.jsonl', 'train.py writes it']),
-    (['--plot=no/such/folder/dial.png'], ['folder does not exist']),
+    (['--plot=no/such/folder/dial.png'], ['cannot write plot=no/such/folder/dial.png: no such folder']),
     (['--split=val_class'], ['val_class.bin', 'prepare the dataset']),
     (['--mode=lens', '--start=FILE:no/such/prompt.txt'], ['cannot read the prompt FILE:no/such/prompt.txt']),
     (['--device=xpu'], ['device xpu is not available here']),

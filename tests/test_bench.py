@@ -144,13 +144,13 @@ def test_bad_settings_are_one_clear_line(args, message, monkeypatch):
 
 def test_training_with_halting_rows(monkeypatch, capsys):
     """Section 4: each halting setting's training step against full depth, beside its ideal. Every way of
-    computing the same setting (the running rows, every row, every query) gives the same loss."""
+    computing the same setting (the running rows, every row) gives the same loss."""
     out = run(monkeypatch, capsys, '--device=cpu', '--sections=skip', '--skip_shapes=1x16x24,1x32x32',
               '--skip_batch=4', '--skip_iters=1', '--skip_passes=2.0,1.5')
     rows = [fields(line) for line in out.splitlines() if line.startswith('train_skip ')]
     names = [(r['shape'], r['halting']) for r in rows]
     assert names == [(s, h) for s in ('1x16', '1x32')
-                     for h in ('full', 'nobody_halts', 'learned@2', 'every_row@2', 'grid_queries@2', 'learned@1.5')]
+                     for h in ('full', 'nobody_halts', 'learned@2', 'every_row@2', 'learned@1.5')]
     for r in rows:
         assert float(r['ideal']) == pytest.approx(float(r['passes']) / 4, abs=0.01)
         assert float(r['gap']) == pytest.approx(float(r['vs_full']) - float(r['ideal']), abs=0.011)
@@ -158,7 +158,7 @@ def test_training_with_halting_rows(monkeypatch, capsys):
         by = {r['halting']: r for r in rows if r['shape'] == shape}
         assert by['full']['passes'] == by['nobody_halts']['passes'] == '4.00'
         assert float(by['learned@2']['passes']) == pytest.approx(2.0, abs=0.15)  # tau found by bisection
-        same = [by[h]['loss'] for h in ('learned@2', 'every_row@2', 'grid_queries@2')]
+        same = [by[h]['loss'] for h in ('learned@2', 'every_row@2')]
         assert all(float(loss) == pytest.approx(float(same[0]), abs=1e-5) for loss in same)
     assert 'ideal name=train_skip_1x32_T32_learned@2' in out
 

@@ -78,6 +78,24 @@ def test_toy_is_deterministic(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
 
 
+def test_a_file_that_cannot_be_opened_leaves_no_tmp_file(tmp_path, monkeypatch):
+    """written() opens its .tmp files one by one: when the second cannot be opened (a full disk, too many open
+    files), the first is closed and removed too, and the script ends with one line."""
+    from data.tokenizer import written
+    real_open, opened = open, []
+    def open_but_the_second(path, *args, **kwargs):
+        opened.append(path)
+        if len(opened) == 2:
+            raise OSError(28, "No space left on device")
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", open_but_the_second)
+    with pytest.raises(SystemExit, match="No space left on device"):
+        with written(str(tmp_path), "train.bin", "val.bin"):
+            pass
+    monkeypatch.undo()
+    assert len(opened) == 2 and os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("name,args", [("toy", ["--train_chars", 200_000]), ("hops", ["--train_tokens", 200_000])])
 def test_a_full_disk_leaves_no_truncated_bin(tmp_path, name, args):
     """A disk that fills up while train.bin is written (here: a file-size limit of 100 kB, which a write past it

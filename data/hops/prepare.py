@@ -19,9 +19,7 @@ OTHER, LOOK = 0, 5
 ITOS = (["\n", "|"] + [f" {k}=" for k in KEYS] + [f" {k}:" for k in KEYS] + list(DIGITS)
         + [f"{k}>{v} " for k in KEYS for v in KEYS + DIGITS if v != k])
 
-
-def line(rng):
-    """One line as (tokens, labels)."""
+def line(rng):  # (tokens, labels)
     keys, ends = rng.sample(KEYS, len(KEYS)), rng.sample(DIGITS, len(CHAINS))
     points_to, starts, used = {}, [], 0
     for hops, end in zip(CHAINS, ends):
@@ -40,7 +38,6 @@ def line(rng):
         labels += [OTHER, LOOK]
     return tokens + ["\n"], labels + [OTHER]
 
-
 def prepare(out_dir, seed=1337, train_tokens=1_000_000, val_tokens=100_000):
     rng = random.Random(seed)  # one stream: train first, then val, so the two never share lines
     (train, _), (val, labels) = lines(rng, train_tokens, line), lines(rng, val_tokens, line)
@@ -48,10 +45,8 @@ def prepare(out_dir, seed=1337, train_tokens=1_000_000, val_tokens=100_000):
                         train_tokens=len(train), val_tokens=len(val))
     return meta, labels
 
-
 def main(argv=None):
     generated_main(argv, prepare, "tokens", "generate the pointer-chasing depth task", HERE)
-
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,7 @@
-"""A slice of the Pile, tokenized for training on real text: with GPT-2's BPE (tiktoken, the
-default) or, to continue from Pythia, with its GPT-NeoX BPE (--encoding=neox, Hugging Face's
-tokenizers). Reads Pile-format JSON lines (.jsonl or .jsonl.zst): by default the first shard of the
-uncopyrighted Pile, streamed by huggingface_hub only as far as --max_tokens, or a local --input.
-Writes train.bin and val.bin (each document followed by end-of-text) and meta.json."""
+"""A slice of the Pile, tokenized for training on real text with GPT-2's BPE (tiktoken, the default)
+or, to continue from Pythia, its GPT-NeoX BPE (--encoding=neox, Hugging Face's tokenizers). Reads
+JSON lines (.jsonl[.zst]): the uncopyrighted Pile's first shard, streamed as far as --max_tokens, or
+--input. Writes train.bin, val.bin (each document, then end-of-text) and meta.json."""
 import argparse
 import importlib
 import io
@@ -15,18 +14,16 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's root, for data.tokenizer
-from data.tokenizer import first_line, written  # noqa: E402
+from configurator import die, first_line  # noqa: E402
+from data.tokenizer import written  # noqa: E402
 
 SHARD = "hf://datasets/monology/pile-uncopyrighted/train/00.jsonl.zst"
-
 
 def needs(package, what, instead=""):  # imported only where needed: the rest runs without it
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise SystemExit(f"error: {what} needs the {package} package; pip install {package}"
-                         f"{instead}") from None
-
+        die(f"{what} needs the {package} package; pip install {package}{instead}")
 
 def make_encoder(encoding, tokenizer_json=None):
     """(encode: text -> ids, what meta.json records about the tokenizer) for 'gpt2' or 'neox'."""
@@ -35,8 +32,8 @@ def make_encoder(encoding, tokenizer_json=None):
         try:  # tiktoken downloads GPT-2's files once, into its cache
             enc = tiktoken.get_encoding("gpt2")
         except Exception as e:  # offline: requests' errors are not OSErrors
-            raise SystemExit(f"error: could not load GPT-2's BPE ({first_line(e)}); run once "
-                             "online (tiktoken caches it), or point TIKTOKEN_CACHE_DIR at a copy")
+            die(f"could not load GPT-2's BPE ({first_line(e)[:200]}); run once online (tiktoken "
+                "caches it), or point TIKTOKEN_CACHE_DIR at a copy")
         # encode_ordinary: a literal "<|endoftext|>" in a document is text, not our separator
         return enc.encode_ordinary, dict(encoding="gpt2", n_vocab=enc.n_vocab,
                                          eot_token=enc.eot_token)
@@ -46,23 +43,21 @@ def make_encoder(encoding, tokenizer_json=None):
             hub = needs("huggingface_hub", "downloading", ", or pass --tokenizer_json FILE")
             tokenizer_json = hub.hf_hub_download("EleutherAI/pythia-70m", "tokenizer.json")
         except OSError as e:  # offline or unreachable with nothing cached: huggingface_hub's errors
-            raise SystemExit("error: could not download Pythia's tokenizer.json "
-                             f"({first_line(e)}); check the connection and HF_ENDPOINT, or "
-                             "pass --tokenizer_json FILE")
+            die(f"could not download Pythia's tokenizer.json ({first_line(e)[:200]}); check the "
+                "connection and HF_ENDPOINT, or pass --tokenizer_json FILE")
     path = os.path.abspath(tokenizer_json)
     try:
         tok = Tokenizer.from_file(path)
     except Exception as e:  # missing, or malformed: the Rust library raises plain Exceptions
-        why = "does not exist" if not os.path.isfile(path) else f"is unreadable ({first_line(e)})"
-        raise SystemExit(f"error: {path} {why}; pass --tokenizer_json with Pythia's tokenizer.json")
+        why = f"is unreadable ({first_line(e)[:200]})" if os.path.isfile(path) else "does not exist"
+        die(f"{path} {why}; pass --tokenizer_json with Pythia's tokenizer.json")
     eot, n_vocab = tok.token_to_id("<|endoftext|>"), tok.get_vocab_size()
     if eot is None or n_vocab > 2**16:
-        raise SystemExit(f"error: {path} needs an <|endoftext|> token and at most 65536 tokens "
-                         "(ids are stored as uint16); pass Pythia's tokenizer.json")
+        die(f"{path} needs an <|endoftext|> token and at most 65536 tokens (ids are stored as "
+            "uint16); pass Pythia's tokenizer.json")
     tok.encode_special_tokens = True  # as encode_ordinary: a literal "<|endoftext|>" is text
     return (lambda text: tok.encode(text, add_special_tokens=False).ids,
             dict(encoding="neox", n_vocab=n_vocab, eot_token=eot, tokenizer_json=path))
-
 
 def open_lines(source):
     """The text lines of a .jsonl or .jsonl.zst, a local path or streamed from an hf:// path."""
@@ -71,20 +66,18 @@ def open_lines(source):
             hub = needs("huggingface_hub", "downloading", ", or pass --input FILE")
             raw = hub.HfFileSystem().open(source, "rb", block_size=0)
         except Exception as e:  # offline, unreachable (httpx's errors are not OSErrors), no file
-            raise SystemExit(f"error: could not open {source} ({first_line(e)}); check the "
-                             "connection and HF_ENDPOINT, or pass --input FILE")
+            die(f"could not open {source} ({first_line(e)[:200]}); check the connection and "
+                "HF_ENDPOINT, or pass --input FILE")
     elif os.path.isfile(source):
         raw = open(source, "rb")
     else:
-        raise SystemExit(f"error: {source} does not exist; pass --input with a .jsonl or "
-                         ".jsonl.zst file or hf:// path")
+        die(f"{source} does not exist; pass --input with a .jsonl or .jsonl.zst file or hf:// path")
     if source.endswith(".zst"):
         zstandard = needs("zstandard", "reading .zst files")
         # the Pile was compressed with large windows; allow them rather than fail on some shards
         raw = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw)
     # errors="replace": an invalid byte costs one character, not the document or the run
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="tokenize a slice of the Pile with a BPE")
@@ -98,11 +91,11 @@ def main(argv=None):
     parser.add_argument("--tokenizer_json", help="neox: a local tokenizer.json (default: Pythia's)")
     args = parser.parse_args(argv)
     if args.max_tokens < 2:
-        raise SystemExit("error: --max_tokens must be at least 2 (one for train, one for val)")
+        die("--max_tokens must be at least 2 (one for train, one for val)")
     if not 0 < args.val_fraction < 1:
-        raise SystemExit("error: --val_fraction must be between 0 and 1, e.g. 0.005")
+        die("--val_fraction must be between 0 and 1, e.g. 0.005")
     if args.tokenizer_json and args.encoding != "neox":
-        raise SystemExit("error: --tokenizer_json is a NeoX tokenizer file; add --encoding=neox")
+        die("--tokenizer_json is a NeoX tokenizer file; add --encoding=neox")
     encode, tokenizer = make_encoder(args.encoding, args.tokenizer_json)  # before any file
     # vocab_size: the tokenizer's padded to a multiple of 64 (GPT-2's 50257 and NeoX's 50277 both
     # give 50304, Pythia's own), as nanoGPT: round matmuls run faster
@@ -114,17 +107,14 @@ def main(argv=None):
         try:  # disable=None: a progress bar on a terminal, none in logs and pipes
             for line in filter(str.strip, lines):  # blank lines, e.g. at the end, are no documents
                 try:
-                    text = json.loads(line)["text"]
-                except (ValueError, TypeError, KeyError):
-                    text = None
-                if not isinstance(text, str):  # not a Pile record
+                    text = json.loads(line)["text"] + ""  # + "": a TypeError unless a string
+                except (ValueError, TypeError, KeyError):  # not a Pile record
                     n_bad += 1
                     continue
                 total = n_tokens["train"] + n_tokens["val"]
                 ids = (encode(text) + [tokenizer["eot_token"]])[:args.max_tokens - total]
-                # A document goes to val whenever val holds less than val_fraction of the tokens so
-                # far: val stays near val_fraction, no document straddles the split, and with two
-                # or more documents both splits have one (the first trains, the second validates).
+                # To val whenever val holds under val_fraction of the tokens so far: val stays near
+                # it, no document straddles the split, and 2+ documents give each split one.
                 split = "val" if n_tokens["val"] < args.val_fraction * total else "train"
                 (val if split == "val" else train).write(np.array(ids, dtype=np.uint16).tobytes())
                 n_tokens[split], n_docs = n_tokens[split] + len(ids), n_docs + 1
@@ -132,23 +122,19 @@ def main(argv=None):
                 if total + len(ids) >= args.max_tokens:
                     break  # the last document may be cut short: exactly max_tokens in all
         except OSError as e:  # a dropped connection, an unreadable file, a full disk
-            raise SystemExit(f"error: {first_line(e)}; check the connection, --input and "
-                             "--out_dir, then rerun") from None
+            die(f"{first_line(e)[:200]}; check the connection, --input and --out_dir, then rerun")
         except Exception as e:  # a corrupt .zst: zstandard's ZstdError is not an OSError
             if type(e).__name__ != "ZstdError":
                 raise
-            raise SystemExit(f"error: {args.input} is not a readable zstandard file ({e}); "
-                             "download it again or pass another --input") from None
+            die(f"{args.input} is not a readable zstandard file ({e}); download it again or pass "
+                "another --input")
         if n_docs == 0 or n_tokens["val"] == 0:  # nothing is renamed: no files that look prepared
-            raise SystemExit(f'error: no valid documents in {args.input} ({n_bad} bad lines); '
-                             'pass JSON lines with a "text" string field' if n_docs == 0 else
-                             f"error: only one document from {args.input} fit, so val is empty; "
-                             "pass more documents or a larger --max_tokens")
+            die(f'no valid documents in {args.input} ({n_bad} bad lines); pass JSON lines with a '
+                '"text" string field' if n_docs == 0 else f"only one document from {args.input} "
+                "fit, so val is empty; pass more documents or a larger --max_tokens")
         meta_json.write(json.dumps(meta, indent=1).encode())
-    print(f"{n_docs:,} documents: train {n_tokens['train']:,} tokens, val {n_tokens['val']:,} "
-          "tokens")
+    print(f"{n_docs:,} documents: " + ", ".join(f"{k} {n:,} tokens" for k, n in n_tokens.items()))
     print(f"skipped {n_bad:,} bad lines (invalid JSON or no string \"text\")")
-
 
 if __name__ == "__main__":
     main()

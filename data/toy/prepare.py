@@ -1,7 +1,6 @@
-"""The toy dataset: character-level lines of four tasks, every character labelled with how hard
-it is to predict, to see whether the model ponders longer where pondering helps (readme.md: the
-lines and the labels). No download: a seeded generator. Writes train.bin, val.bin, val_class.bin
-and meta.json."""
+"""The toy dataset: character-level lines of four tasks, each character labelled with how hard it is
+to predict, to see if the model ponders longer where pondering helps (readme.md: lines, labels). No
+download: a seeded generator. Writes train.bin, val.bin, val_class.bin and meta.json."""
 import os
 import random
 import string
@@ -25,20 +24,15 @@ MAX_DIGITS = 3  # operands have 1..MAX_DIGITS digits
 # computed characters, so they come most often; every other line type has plenty of noise
 LINE_WEIGHTS = [0.2, 0.25, 0.5, 0.05]  # P, C, A, N
 
-# -----------------------------------------------------------------------------
 # one function per line type; each returns the line's text and one class per character
-
-
 def pattern_line(rng):
     period = rng.sample(LETTERS, rng.randint(2, MAX_PERIOD))  # distinct letters: see below
     L = len(period)
     body = "".join(period[j % L] for j in range(PATTERN_WIDTH))
-    # With distinct letters the period shows itself at its first repeat, body[L] == body[0]. Until
-    # then any letter could be new or the repeat, so body[0..L] are noise -- except body[4] after 4
-    # new letters, which must be the repeat because no period is longer.
+    # Distinct letters show the period at its first repeat, body[L] == body[0]. Until then a letter
+    # may be new, so body[0..L] are noise -- but a 5th letter must repeat: no period is longer.
     labels = [NOISE if j < L or (j == L < MAX_PERIOD) else TRIVIAL for j in range(PATTERN_WIDTH)]
     return "P:" + body + "\n", [NOISE, TRIVIAL] + labels + [TRIVIAL]
-
 
 def copy_line(rng):
     s = "".join(rng.choices(LETTERS, k=rng.randint(*COPY_LEN)))
@@ -48,18 +42,15 @@ def copy_line(rng):
     labels = [NOISE, TRIVIAL] + [NOISE] * len(s) + [sep] + [COPY] * (len(s) + 1)
     return "C:" + s + "|" + s + "\n", labels
 
-
 def number(rng):  # a uniform number of digits (not a uniform number): short operands are common
     n = rng.randint(1, MAX_DIGITS)
     return rng.randint(0 if n == 1 else 10 ** (n - 1), 10 ** n - 1)
-
 
 def number_labels(x):
     # the digits are random; the '+' or '=' after them is forced only when no digit can follow:
     # after MAX_DIGITS digits, or after a lone 0 (there are no leading zeros)
     end = TRIVIAL if len(str(x)) == MAX_DIGITS or x == 0 else NOISE
     return [NOISE] * len(str(x)) + [end]
-
 
 def add_line(rng):
     a, b = number(rng), number(rng)
@@ -68,16 +59,13 @@ def add_line(rng):
     labels = [NOISE, TRIVIAL] + number_labels(a) + number_labels(b) + [COMPUTED] * (len(answer) + 1)
     return f"A:{a}+{b}={answer}\n", labels
 
-
 def noise_line(rng):
     s = "".join(rng.choices(LETTERS, k=rng.randint(*NOISE_LEN)))
     end = TRIVIAL if len(s) == NOISE_LEN[1] else NOISE  # a newline forced only at max length
     return "N:" + s + "\n", [NOISE, TRIVIAL] + [NOISE] * len(s) + [end]
 
-
 def make_line(rng):  # the tag that starts a line is a random choice: labelled noise
     return rng.choices([pattern_line, copy_line, add_line, noise_line], LINE_WEIGHTS)[0](rng)
-
 
 def prepare(out_dir, seed=1337, train_chars=1_000_000, val_chars=100_000):
     rng = random.Random(seed)  # one stream: train first, then val, so the two never share lines
@@ -86,10 +74,8 @@ def prepare(out_dir, seed=1337, train_chars=1_000_000, val_chars=100_000):
                         train_chars=len(train), val_chars=len(val))  # val_class: index in classes
     return meta, labels
 
-
 def main(argv=None):
     generated_main(argv, prepare, "chars", "generate the toy difficulty-labelled dataset", HERE)
-
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,9 @@
-"""Documents for the toy tasks (the YAML files beside this one), made on the spot like the toy
-dataset: lines in its formats, each with the right ending and three endings one character away
-from it, for lm-evaluation-harness."""
+"""Documents for the toy tasks (the YAML files beside this one) for lm-evaluation-harness, made on
+the spot: lines in the toy dataset's formats, with the right ending and three one character off."""
 import random
 import string
 
 import datasets
-
 
 def choices(right, alphabet, rng):
     """The right ending and three others, one character changed: a model must read every one."""
@@ -17,18 +15,14 @@ def choices(right, alphabet, rng):
     rng.shuffle(endings)
     return dict(choices=endings, answer=endings.index(right))
 
-
-def copy_docs(n=500, seed=0, **_):
-    """C:<letters>| then the same letters again."""
+def copy_docs(n=500, seed=0, **_):  # C:<letters>| then the same letters again
     rng, docs = random.Random(seed), []
     for _ in range(n):
         s = ''.join(rng.choices(string.ascii_lowercase, k=rng.randint(5, 10)))
         docs.append(dict(prompt=f'C:{s}|', target=s, **choices(s, string.ascii_lowercase, rng)))
     return datasets.DatasetDict(test=datasets.Dataset.from_list(docs))
 
-
-def add_docs(n=500, seed=0, **_):
-    """A:<a>+<b>= then the sum written least-significant digit first."""
+def add_docs(n=500, seed=0, **_):  # A:<a>+<b>= then the sum, least-significant digit first
     rng, docs = random.Random(seed), []
     for _ in range(n):
         a, b = (rng.randint(0, 10 ** rng.randint(1, 3) - 1) for _ in range(2))
