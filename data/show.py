@@ -29,7 +29,7 @@ def check_files(**paths):
         folder = os.path.dirname(os.path.abspath(path))
         if path and not path.lower().endswith(kinds):  # nor over a checkpoint: --image=out/ckpt.pt
             raise ValueError(f"{what}={path} is not a file name ending in {', '.join(kinds)}; "
-                             f"pass e.g. --{what}=samples{kinds[0]}")
+                             f"pass e.g. --{what}=out{kinds[0]}")
         if path and (os.path.isdir(path) or not os.path.isdir(folder) or
                      not os.access(folder, os.W_OK)):
             why = 'it is a folder' if os.path.isdir(path) else 'no such folder, or read-only'
